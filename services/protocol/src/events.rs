@@ -1,0 +1,122 @@
+//! What the monitor publishes (`health.*`), stores (KV `health_status`) and serves.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::ServiceName;
+use crate::status::{AlertName, AlertState, Status};
+
+/// Published on `health.status.<service>` only when the status changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub service: ServiceName,
+    pub status: Status,
+    pub previous: Status,
+    pub at_ms: u64,
+    /// Why: `stopped`, `no sample for 3.0 s`, `HIGH_CPU: cpu_pct 91.0 > 85`, `recovered`...
+    pub reasons: Vec<String>,
+}
+
+/// Published on `health.alert.<service>` when an alert fires and when it resolves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Stable for one firing: its resolve carries the same id (`service:ALERT:since_ms`).
+    pub id: String,
+    pub service: ServiceName,
+    pub alert: AlertName,
+    pub state: AlertState,
+    /// The observed value that fired (or cleared) it; seconds of silence for SERVICE_DOWN.
+    pub value: f64,
+    pub threshold: f64,
+    /// When this firing began.
+    pub since_ms: u64,
+    pub at_ms: u64,
+}
+
+/// Rolling figures over the monitor's window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    pub cpu_pct: f64,
+    pub mem_pct: f64,
+    pub error_rate: f64,
+    pub latency_ms: f64,
+    pub latency_avg_ms: f64,
+    pub latency_p95_ms: f64,
+    pub latency_p99_ms: f64,
+    /// Share of the window (since first seen, at most the window) the service was not DOWN.
+    pub uptime_pct: f64,
+    /// Samples in the window.
+    pub samples: u32,
+    pub window_s: u32,
+}
+
+/// Published on `health.metrics.<service>` at most once a second per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub service: ServiceName,
+    pub status: Status,
+    pub at_ms: u64,
+    pub last_seen_ms: Option<u64>,
+    pub instance: String,
+    pub health_url: String,
+    pub figures: Figures,
+}
+
+/// An alert that is firing now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub id: String,
+    pub alert: AlertName,
+    pub value: f64,
+    pub threshold: f64,
+    pub since_ms: u64,
+}
+
+/// A service's current state: the value in KV `health_status` and one entry of a Snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service: ServiceName,
+    pub status: Status,
+    /// When the current status began.
+    pub since_ms: u64,
+    /// The monitor's receive clock.
+    pub last_seen_ms: Option<u64>,
+    pub reasons: Vec<String>,
+    pub alerts: Vec<ActiveAlert>,
+    pub instance: String,
+    pub health_url: String,
+    pub figures: Figures,
+}
+
+/// Reply to `health.snapshot` and body of `GET /api/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub monitor_id: String,
+    pub at_ms: u64,
+    /// Sorted by service name.
+    pub services: Vec<ServiceState>,
+}
+
+/// Published on `health.monitor.heartbeat` every second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorHeartbeat {
+    pub monitor_id: String,
+    pub version: String,
+    pub at_ms: u64,
+    pub started_ms: u64,
+    pub uptime_s: u64,
+    pub interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub services: usize,
+    pub samples_total: u64,
+    pub samples_per_s: f64,
+    pub refused_total: u64,
+    pub refusals: BTreeMap<String, u64>,
+    /// Messages the NATS client dropped because the monitor read too slowly.
+    pub slow_consumer_drops: u64,
+    /// Outbound events dropped because the publish queue was full (e.g. during an outage).
+    pub publish_drops: u64,
+    /// True while the monitor does not judge silence (just started or just reconnected).
+    pub in_grace: bool,
+}

@@ -1,0 +1,324 @@
+//! MetricSample: what a simulated service publishes on `metrics.<service>`, and
+//! how the monitor decides whether to accept one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::{ServiceName, validate_name};
+
+/// A sample larger than this is refused before it is parsed (a real one is ~300 bytes).
+pub const MAX_SAMPLE_BYTES: usize = 4 * 1024;
+/// Longest accepted `instance` and `health_url`.
+pub const MAX_INSTANCE_LEN: usize = 128;
+pub const MAX_URL_LEN: usize = 512;
+
+/// One heartbeat with the service's current figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    pub service: ServiceName,
+    pub instance: String,
+    /// Per instance, increasing by one per sample.
+    pub seq: u64,
+    /// The sender's clock, epoch ms. Informational: health is judged on receipt.
+    pub ts_ms: u64,
+    pub cpu_pct: f64,
+    pub mem_pct: f64,
+    pub latency_ms: f64,
+    pub error_rate: f64,
+    /// Where a browser can reach this service's `/health`.
+    pub health_url: String,
+    /// Set on the last sample a service sends when told to stop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
+}
+
+/// Why a sample was refused; each reason is a separate counter in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefusalReason {
+    Empty,
+    TooLarge,
+    InvalidJson,
+    /// Valid JSON of the wrong shape: missing field, wrong type, number out of range for its type.
+    Schema,
+    BadName,
+    SubjectMismatch,
+    NotFinite,
+    OutOfRange,
+    BadInstance,
+    BadHealthUrl,
+    /// A `seq` at or below one already seen from the same instance.
+    Duplicate,
+    /// A new service when the monitor already tracks its maximum.
+    ServiceCap,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 12] = [
+        Self::Empty,
+        Self::TooLarge,
+        Self::InvalidJson,
+        Self::Schema,
+        Self::BadName,
+        Self::SubjectMismatch,
+        Self::NotFinite,
+        Self::OutOfRange,
+        Self::BadInstance,
+        Self::BadHealthUrl,
+        Self::Duplicate,
+        Self::ServiceCap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLarge => "too_large",
+            Self::InvalidJson => "invalid_json",
+            Self::Schema => "schema",
+            Self::BadName => "bad_name",
+            Self::SubjectMismatch => "subject_mismatch",
+            Self::NotFinite => "not_finite",
+            Self::OutOfRange => "out_of_range",
+            Self::BadInstance => "bad_instance",
+            Self::BadHealthUrl => "bad_health_url",
+            Self::Duplicate => "duplicate",
+            Self::ServiceCap => "service_cap",
+        }
+    }
+}
+
+/// A refused sample: the counted reason plus a human detail for the (rate-limited) log.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(reason: RefusalReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The wire shape before the name is checked, so a bad name is told apart from bad JSON.
+#[derive(Deserialize)]
+struct RawSample {
+    service: String,
+    instance: String,
+    seq: u64,
+    ts_ms: u64,
+    cpu_pct: f64,
+    mem_pct: f64,
+    latency_ms: f64,
+    error_rate: f64,
+    health_url: String,
+    #[serde(default)]
+    stopping: bool,
+}
+
+/// Parses and validates a sample received on `metrics.<subject_service>`.
+pub fn parse_sample(subject_service: &str, payload: &[u8]) -> Result<MetricSample, Refusal> {
+    if payload.is_empty() {
+        return Err(Refusal::new(RefusalReason::Empty, "empty payload"));
+    }
+    if payload.len() > MAX_SAMPLE_BYTES {
+        return Err(Refusal::new(
+            RefusalReason::TooLarge,
+            format!("{} bytes > {MAX_SAMPLE_BYTES}", payload.len()),
+        ));
+    }
+    validate_name(subject_service)
+        .map_err(|e| Refusal::new(RefusalReason::BadName, format!("subject token: {e}")))?;
+    let raw: RawSample = serde_json::from_slice(payload).map_err(|e| {
+        let reason = match e.classify() {
+            serde_json::error::Category::Data => RefusalReason::Schema,
+            _ if e.to_string().contains("out of range") => RefusalReason::NotFinite,
+            _ => RefusalReason::InvalidJson,
+        };
+        Refusal::new(reason, e.to_string())
+    })?;
+    let service = ServiceName::parse(&raw.service)
+        .map_err(|e| Refusal::new(RefusalReason::BadName, e.to_string()))?;
+    if service.as_str() != subject_service {
+        return Err(Refusal::new(
+            RefusalReason::SubjectMismatch,
+            "payload service differs from subject",
+        ));
+    }
+    let sample = MetricSample {
+        service,
+        instance: raw.instance,
+        seq: raw.seq,
+        ts_ms: raw.ts_ms,
+        cpu_pct: raw.cpu_pct,
+        mem_pct: raw.mem_pct,
+        latency_ms: raw.latency_ms,
+        error_rate: raw.error_rate,
+        health_url: raw.health_url,
+        stopping: raw.stopping,
+    };
+    sample.validate()?;
+    Ok(sample)
+}
+
+impl MetricSample {
+    /// Checks every field against the contract's ranges. Publishers call it too,
+    /// so a simulator never sends what the monitor would refuse.
+    pub fn validate(&self) -> Result<(), Refusal> {
+        let ranged: [(&str, f64, f64, f64); 4] = [
+            ("cpu_pct", self.cpu_pct, 0.0, 100.0),
+            ("mem_pct", self.mem_pct, 0.0, 100.0),
+            ("latency_ms", self.latency_ms, 0.0, f64::MAX),
+            ("error_rate", self.error_rate, 0.0, 1.0),
+        ];
+        for (field, value, lo, hi) in ranged {
+            if !value.is_finite() {
+                return Err(Refusal::new(
+                    RefusalReason::NotFinite,
+                    format!("{field} is not finite"),
+                ));
+            }
+            if !(lo..=hi).contains(&value) {
+                return Err(Refusal::new(
+                    RefusalReason::OutOfRange,
+                    format!("{field}={value} outside [{lo}, {hi}]"),
+                ));
+            }
+        }
+        if self.instance.is_empty()
+            || self.instance.len() > MAX_INSTANCE_LEN
+            || self.instance.chars().any(char::is_control)
+        {
+            return Err(Refusal::new(
+                RefusalReason::BadInstance,
+                "instance must be 1-128 printable characters",
+            ));
+        }
+        if !is_acceptable_health_url(&self.health_url) {
+            return Err(Refusal::new(
+                RefusalReason::BadHealthUrl,
+                "health_url must be an http(s) URL of at most 512 printable characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The dashboard fetches this URL from a browser, so only plain http(s) is allowed
+/// (no `javascript:`, no whitespace or control characters).
+fn is_acceptable_health_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest) => {
+            !rest.is_empty()
+                && url.len() <= MAX_URL_LEN
+                && !url
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> serde_json::Value {
+        serde_json::json!({
+            "service": "auth", "instance": "auth-1", "seq": 7, "ts_ms": 1_700_000_000_000u64,
+            "cpu_pct": 12.5, "mem_pct": 40.0, "latency_ms": 21.0, "error_rate": 0.001,
+            "health_url": "http://127.0.0.1:3001/health"
+        })
+    }
+
+    fn reason_for(subject: &str, payload: &[u8]) -> RefusalReason {
+        parse_sample(subject, payload).unwrap_err().reason
+    }
+
+    fn with(field: &str, value: serde_json::Value) -> Vec<u8> {
+        let mut v = good();
+        v[field] = value;
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn accepts_a_good_sample_and_round_trips() {
+        let bytes = serde_json::to_vec(&good()).unwrap();
+        let s = parse_sample("auth", &bytes).unwrap();
+        assert_eq!(s.service.as_str(), "auth");
+        assert!(!s.stopping);
+        let again = serde_json::to_vec(&s).unwrap();
+        assert_eq!(parse_sample("auth", &again).unwrap(), s);
+        assert!(!String::from_utf8(again).unwrap().contains("stopping"));
+    }
+
+    #[test]
+    fn stopping_flag_parses() {
+        let s = parse_sample("auth", &with("stopping", true.into())).unwrap();
+        assert!(s.stopping);
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_input() {
+        use RefusalReason::*;
+        assert_eq!(reason_for("auth", b""), Empty);
+        assert_eq!(reason_for("auth", &vec![b' '; MAX_SAMPLE_BYTES + 1]), TooLarge);
+        assert_eq!(reason_for("auth", b"{not json"), InvalidJson);
+        assert_eq!(reason_for("auth", b"{\"cpu_pct\": NaN}"), InvalidJson);
+        assert_eq!(reason_for("auth", &with("cpu_pct", "high".into())), Schema);
+        assert_eq!(reason_for("auth", &with("seq", (-1).into())), Schema);
+        assert_eq!(reason_for("auth", b"[1,2,3]"), Schema);
+        let huge = String::from_utf8(with("cpu_pct", 1.0.into()))
+            .unwrap()
+            .replace("\"cpu_pct\":1.0", "\"cpu_pct\":1e400");
+        assert_eq!(reason_for("auth", huge.as_bytes()), NotFinite);
+        assert_eq!(reason_for("auth", &with("cpu_pct", 100.5.into())), OutOfRange);
+        assert_eq!(reason_for("auth", &with("mem_pct", (-1.0).into())), OutOfRange);
+        assert_eq!(reason_for("auth", &with("latency_ms", (-0.1).into())), OutOfRange);
+        assert_eq!(reason_for("auth", &with("error_rate", 1.5.into())), OutOfRange);
+        assert_eq!(reason_for("auth", &with("service", "billing".into())), SubjectMismatch);
+        assert_eq!(reason_for("auth", &with("service", "<script>".into())), BadName);
+        assert_eq!(reason_for("a.b", &serde_json::to_vec(&good()).unwrap()), BadName);
+        assert_eq!(reason_for("*", &serde_json::to_vec(&good()).unwrap()), BadName);
+        assert_eq!(reason_for("auth", &with("instance", "".into())), BadInstance);
+        assert_eq!(reason_for("auth", &with("instance", "a\nb".into())), BadInstance);
+        for url in ["javascript:alert(1)", "", "http://", "http://x/ y", "ftp://x"] {
+            assert_eq!(reason_for("auth", &with("health_url", url.into())), BadHealthUrl, "{url}");
+        }
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_label() {
+        let mut labels: Vec<_> = RefusalReason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), RefusalReason::ALL.len());
+    }
+
+    proptest::proptest! {
+        // Whatever arrives on the wire, parsing returns (never panics) and anything it
+        // accepts is within the contract.
+        #[test]
+        fn parse_never_panics(subject in ".{0,70}", payload in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(s) = parse_sample(&subject, &payload) {
+                proptest::prop_assert!(s.validate().is_ok());
+            }
+        }
+
+        #[test]
+        fn mutated_good_samples_never_panic(field in 0usize..10, value in proptest::prelude::any::<f64>(), text in ".{0,40}") {
+            let keys = ["service","instance","seq","ts_ms","cpu_pct","mem_pct","latency_ms","error_rate","health_url","stopping"];
+            let mut v = good();
+            v[keys[field]] = if field % 2 == 0 { serde_json::json!(value) } else { serde_json::json!(text) };
+            let bytes = serde_json::to_vec(&v).unwrap();
+            if let Ok(s) = parse_sample("auth", &bytes) {
+                proptest::prop_assert!(s.validate().is_ok());
+            }
+        }
+    }
+}

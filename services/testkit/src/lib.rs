@@ -1,0 +1,13 @@
+//! Test support for Vitals: a real `nats-server` per test, the project's binaries as
+//! real processes (with signals by PID), and bounded waits. Every wait here has a timeout.
+
+mod nats;
+mod process;
+mod wait;
+
+pub use nats::NatsServer;
+pub use process::{ChildProc, bin_path, workspace_root};
+pub use wait::{collect_for, next_json_within, next_within, wait_until};
+
+/// The default bound for "this should happen soon" waits in tests.
+pub const SOON: std::time::Duration = std::time::Duration::from_secs(10);
