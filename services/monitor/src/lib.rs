@@ -1,1 +1,3 @@
-
+pub mod engine;
+pub mod rules;
+pub mod window;

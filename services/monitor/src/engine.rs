@@ -1,0 +1,533 @@
+//! Every tracked service's state, and how samples, ticks and connection changes move it.
+//!
+//! Pure: no I/O and no clock reads (`now_ms` is an argument), so a property test can
+//! drive it. One task owns the engine; events come out in the order inputs went in.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::sync::Arc;
+
+use vitals_protocol::{
+    ActiveAlert, AlertEvent, AlertName, AlertState, Figures, MetricSample, RefusalReason,
+    ServiceName, ServiceState, ServiceSummary, Status, StatusChange,
+};
+
+use crate::rules::{Edge, Metric, Rules, ThresholdState};
+use crate::window::Window;
+
+/// What the engine tells the outside world.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Status(StatusChange),
+    Alert(AlertEvent),
+    Summary(ServiceSummary),
+    /// The service's stored state changed (status or alerts): persist it.
+    Stored(ServiceState),
+}
+
+/// The reason on a DOWN caused by a `stopping: true` sample.
+pub const REASON_STOPPED: &str = "stopped";
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub defaults: Arc<Rules>,
+    pub overrides: HashMap<String, Arc<Rules>>,
+    pub max_services: usize,
+    pub window_ms: u64,
+    pub max_window_points: usize,
+    /// After start and after a reconnect, silence is not judged for this long.
+    pub grace_ms: u64,
+    pub summary_interval_ms: u64,
+    /// A gap between ticks longer than this means the monitor itself was not running
+    /// (SIGSTOP, a paused VM): the silence it could not observe is forgiven.
+    pub stall_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let defaults = Arc::new(Rules::default());
+        Self {
+            grace_ms: defaults.heartbeat_timeout_ms,
+            defaults,
+            overrides: HashMap::new(),
+            max_services: 20_000,
+            window_ms: 60_000,
+            max_window_points: 600,
+            summary_interval_ms: 1_000,
+            stall_ms: 1_500,
+        }
+    }
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    services: HashMap<ServiceName, Tracked>,
+    /// Silence is measured from max(last sample, this): moved forward when the monitor
+    /// could not observe (start, reconnect, stall).
+    silence_epoch_ms: u64,
+    grace_until_ms: u64,
+    disconnected: bool,
+    last_tick_ms: Option<u64>,
+    scratch: Vec<f32>,
+}
+
+/// Most recent per-instance `seq`s kept to spot duplicates (a few instances may overlap
+/// during a rolling restart).
+const SEQ_INSTANCES: usize = 4;
+
+struct Tracked {
+    name: ServiceName,
+    rules: Arc<Rules>,
+    status: Status,
+    status_since_ms: u64,
+    reasons: Vec<String>,
+    last_seen_ms: Option<u64>,
+    instance: String,
+    health_url: String,
+    seqs: Vec<(String, u64)>,
+    latest: Latest,
+    window: Window,
+    thresholds: [ThresholdState; 4],
+    alerts: Vec<ActiveAlert>,
+    down_reason: Option<String>,
+    recovering: u32,
+    summary_due: bool,
+    last_summary_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Latest {
+    cpu_pct: f64,
+    mem_pct: f64,
+    error_rate: f64,
+    latency_ms: f64,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, now_ms: u64) -> Self {
+        let grace_until_ms = now_ms + cfg.grace_ms;
+        Self {
+            cfg,
+            services: HashMap::new(),
+            silence_epoch_ms: now_ms,
+            grace_until_ms,
+            disconnected: false,
+            last_tick_ms: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    pub fn in_grace(&self, now_ms: u64) -> bool {
+        self.disconnected || now_ms < self.grace_until_ms
+    }
+
+    pub fn heartbeat_timeout_ms(&self) -> u64 {
+        self.cfg.defaults.heartbeat_timeout_ms
+    }
+
+    fn rules_for(&self, name: &ServiceName) -> Arc<Rules> {
+        self.cfg
+            .overrides
+            .get(name.as_str())
+            .unwrap_or(&self.cfg.defaults)
+            .clone()
+    }
+
+    /// Loads states saved before a restart. They keep their status and firing alerts
+    /// (so every firing still gets its one resolve); silence is judged from now.
+    /// Returns how many were left out because of the service cap.
+    pub fn restore(&mut self, states: Vec<ServiceState>, now_ms: u64) -> usize {
+        let mut skipped = 0;
+        for st in states {
+            if self.services.len() >= self.cfg.max_services {
+                skipped += 1;
+                continue;
+            }
+            let rules = self.rules_for(&st.service);
+            let mut t = Tracked::new(st.service.clone(), rules, &self.cfg, now_ms);
+            t.status = st.status;
+            t.status_since_ms = st.since_ms;
+            t.last_seen_ms = st.last_seen_ms;
+            t.instance = st.instance;
+            t.health_url = st.health_url;
+            t.latest = Latest {
+                cpu_pct: st.figures.cpu_pct,
+                mem_pct: st.figures.mem_pct,
+                error_rate: st.figures.error_rate,
+                latency_ms: st.figures.latency_ms,
+            };
+            for a in &st.alerts {
+                if let Some(i) = Metric::ALL.iter().position(|m| m.alert() == a.alert) {
+                    t.thresholds[i] = ThresholdState::firing();
+                }
+            }
+            t.alerts = st.alerts;
+            if st.status == Status::Down {
+                t.down_reason = st.reasons.first().cloned();
+                t.window.mark_down(now_ms);
+            }
+            t.reasons = st.reasons;
+            self.services.insert(st.service, t);
+        }
+        skipped
+    }
+
+    /// Applies one valid sample received at `now_ms`. Refuses a duplicate or replayed
+    /// `seq`, and a new service beyond the cap; nothing else changes then.
+    pub fn on_sample(
+        &mut self,
+        sample: &MetricSample,
+        now_ms: u64,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RefusalReason> {
+        let rules = match self.services.contains_key(&sample.service) {
+            true => None,
+            false if self.services.len() >= self.cfg.max_services => {
+                return Err(RefusalReason::ServiceCap);
+            }
+            false => Some(self.rules_for(&sample.service)),
+        };
+        let t = match self.services.entry(sample.service.clone()) {
+            MapEntry::Occupied(e) => e.into_mut(),
+            MapEntry::Vacant(e) => {
+                let rules = rules.unwrap_or_else(|| self.cfg.defaults.clone());
+                e.insert(Tracked::new(sample.service.clone(), rules, &self.cfg, now_ms))
+            }
+        };
+        t.check_seq(&sample.instance, sample.seq)?;
+        t.last_seen_ms = Some(now_ms);
+        if t.instance != sample.instance {
+            t.instance.clone_from(&sample.instance);
+        }
+        if t.health_url != sample.health_url {
+            t.health_url.clone_from(&sample.health_url);
+        }
+        t.latest = Latest {
+            cpu_pct: sample.cpu_pct,
+            mem_pct: sample.mem_pct,
+            error_rate: sample.error_rate,
+            latency_ms: sample.latency_ms,
+        };
+        t.window.push(now_ms, sample.latency_ms);
+        t.summary_due = true;
+
+        let mut alerts_changed = false;
+        if sample.stopping {
+            alerts_changed |= t.go_down(REASON_STOPPED.to_owned(), 0.0, now_ms, out);
+            t.recovering = 0;
+        } else if t.is_down() {
+            t.recovering += 1;
+            if t.recovering >= t.rules.recover_samples {
+                t.recovering = 0;
+                t.down_reason = None;
+                let silence_s = 0.0;
+                alerts_changed |= t.resolve(AlertName::ServiceDown, silence_s, now_ms, out);
+            }
+        } else {
+            alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, out);
+        }
+        t.refresh_status(alerts_changed, now_ms, out);
+        Ok(())
+    }
+
+    /// Judges silence and emits due summaries. Called every tick (<= 250 ms).
+    pub fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Event>) {
+        if let Some(last) = self.last_tick_ms
+            && now_ms.saturating_sub(last) > self.cfg.stall_ms
+        {
+            self.forgive_silence(now_ms);
+        }
+        self.last_tick_ms = Some(now_ms);
+        let judging = !self.in_grace(now_ms);
+        for t in self.services.values_mut() {
+            let silent_since = t.last_seen_ms.unwrap_or(0).max(self.silence_epoch_ms);
+            let silence_ms = now_ms.saturating_sub(silent_since);
+            let timeout = t.rules.heartbeat_timeout_ms;
+            if silence_ms > timeout {
+                t.recovering = 0;
+                if judging && !t.is_down() && t.status != Status::Unknown {
+                    let reason = format!("no sample for {:.1} s", silence_ms as f64 / 1000.0);
+                    let changed = t.go_down(reason, silence_ms as f64 / 1000.0, now_ms, out);
+                    t.refresh_status(changed, now_ms, out);
+                }
+            }
+            let summary_allowed = t
+                .last_summary_ms
+                .is_none_or(|last| now_ms.saturating_sub(last) >= self.cfg.summary_interval_ms);
+            if t.summary_due && summary_allowed {
+                t.summary_due = false;
+                t.last_summary_ms = Some(now_ms);
+                out.push(Event::Summary(t.summary(now_ms, &mut self.scratch)));
+            }
+        }
+    }
+
+    /// The NATS connection is gone: no sample can arrive, so silence means nothing.
+    pub fn on_disconnected(&mut self) {
+        self.disconnected = true;
+    }
+
+    /// The NATS connection is back: judge silence again after a grace period.
+    pub fn on_reconnected(&mut self, now_ms: u64) {
+        self.disconnected = false;
+        self.forgive_silence(now_ms);
+    }
+
+    fn forgive_silence(&mut self, now_ms: u64) {
+        self.silence_epoch_ms = now_ms;
+        self.grace_until_ms = now_ms + self.cfg.grace_ms;
+    }
+
+    /// Every service's current state, sorted by name.
+    pub fn snapshot(&mut self, now_ms: u64) -> Vec<ServiceState> {
+        let scratch = &mut self.scratch;
+        let mut all: Vec<ServiceState> = self
+            .services
+            .values_mut()
+            .map(|t| t.state(now_ms, scratch))
+            .collect();
+        all.sort_unstable_by(|a, b| a.service.cmp(&b.service));
+        all
+    }
+
+    pub fn status_of(&self, name: &str) -> Option<Status> {
+        let name = ServiceName::parse(name).ok()?;
+        self.services.get(&name).map(|t| t.status)
+    }
+}
+
+impl Tracked {
+    fn new(name: ServiceName, rules: Arc<Rules>, cfg: &EngineConfig, now_ms: u64) -> Self {
+        Self {
+            name,
+            rules,
+            status: Status::Unknown,
+            status_since_ms: now_ms,
+            reasons: Vec::new(),
+            last_seen_ms: None,
+            instance: String::new(),
+            health_url: String::new(),
+            seqs: Vec::new(),
+            latest: Latest::default(),
+            window: Window::new(cfg.window_ms, cfg.max_window_points, now_ms),
+            thresholds: Default::default(),
+            alerts: Vec::new(),
+            down_reason: None,
+            recovering: 0,
+            summary_due: false,
+            last_summary_ms: None,
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.alerts.iter().any(|a| a.alert == AlertName::ServiceDown)
+    }
+
+    /// Refuses a `seq` at or below the last one from the same instance. `seq` 0 is a
+    /// restarted instance that kept its id, so it starts over.
+    fn check_seq(&mut self, instance: &str, seq: u64) -> Result<(), RefusalReason> {
+        match self.seqs.iter_mut().find(|(i, _)| i == instance) {
+            Some((_, last)) if seq <= *last && seq != 0 => Err(RefusalReason::Duplicate),
+            Some((_, last)) => {
+                *last = seq;
+                Ok(())
+            }
+            None => {
+                if self.seqs.len() >= SEQ_INSTANCES {
+                    self.seqs.remove(0);
+                }
+                self.seqs.push((instance.to_owned(), seq));
+                Ok(())
+            }
+        }
+    }
+
+    fn judge_thresholds(&mut self, now_ms: u64, scratch: &mut Vec<f32>, out: &mut Vec<Event>) -> bool {
+        let mut changed = false;
+        for (i, metric) in Metric::ALL.into_iter().enumerate() {
+            let value = match metric {
+                Metric::Cpu => self.latest.cpu_pct,
+                Metric::Memory => self.latest.mem_pct,
+                Metric::ErrorRate => self.latest.error_rate,
+                Metric::Latency => {
+                    let since = now_ms.saturating_sub(self.rules.latency_window_ms);
+                    match self.window.latency_stats(since, scratch) {
+                        Some(s) => s.p95,
+                        None => continue,
+                    }
+                }
+            };
+            let rule = *self.rules.threshold(metric);
+            match self.thresholds[i].observe(&rule, value) {
+                Some(Edge::Fire) => changed |= self.fire(metric.alert(), value, rule.fire_above, now_ms, out),
+                Some(Edge::Resolve) => changed |= self.resolve(metric.alert(), value, now_ms, out),
+                None => {}
+            }
+        }
+        changed
+    }
+
+    /// Marks the service DOWN: its threshold alerts resolve (there is no data to judge
+    /// them by) and SERVICE_DOWN fires. Returns whether anything changed.
+    fn go_down(&mut self, reason: String, silence_s: f64, now_ms: u64, out: &mut Vec<Event>) -> bool {
+        if self.is_down() {
+            return false;
+        }
+        for (i, metric) in Metric::ALL.into_iter().enumerate() {
+            if self.thresholds[i].firing {
+                let value = self.alerts.iter().find(|a| a.alert == metric.alert()).map_or(0.0, |a| a.value);
+                self.resolve(metric.alert(), value, now_ms, out);
+            }
+            self.thresholds[i].reset();
+        }
+        self.down_reason = Some(reason);
+        let threshold_s = self.rules.heartbeat_timeout_ms as f64 / 1000.0;
+        self.fire(AlertName::ServiceDown, silence_s, threshold_s, now_ms, out)
+    }
+
+    fn fire(&mut self, alert: AlertName, value: f64, threshold: f64, now_ms: u64, out: &mut Vec<Event>) -> bool {
+        if self.alerts.iter().any(|a| a.alert == alert) {
+            return false;
+        }
+        let active = ActiveAlert {
+            id: format!("{}:{}:{}", self.name, alert.as_str(), now_ms),
+            alert,
+            value,
+            threshold,
+            since_ms: now_ms,
+        };
+        out.push(Event::Alert(AlertEvent {
+            id: active.id.clone(),
+            service: self.name.clone(),
+            alert,
+            state: AlertState::Firing,
+            value,
+            threshold,
+            since_ms: now_ms,
+            at_ms: now_ms,
+        }));
+        self.alerts.push(active);
+        true
+    }
+
+    fn resolve(&mut self, alert: AlertName, value: f64, now_ms: u64, out: &mut Vec<Event>) -> bool {
+        let Some(pos) = self.alerts.iter().position(|a| a.alert == alert) else {
+            return false;
+        };
+        let active = self.alerts.remove(pos);
+        out.push(Event::Alert(AlertEvent {
+            id: active.id,
+            service: self.name.clone(),
+            alert,
+            state: AlertState::Resolved,
+            value,
+            threshold: active.threshold,
+            since_ms: active.since_ms,
+            at_ms: now_ms,
+        }));
+        true
+    }
+
+    /// Derives the status from the firing alerts; emits a StatusChange when it changed
+    /// and a Stored event when anything worth persisting did.
+    fn refresh_status(&mut self, alerts_changed: bool, now_ms: u64, out: &mut Vec<Event>) {
+        let status = if self.is_down() {
+            Status::Down
+        } else if !self.alerts.is_empty() {
+            Status::Degraded
+        } else {
+            Status::Healthy
+        };
+        if status == self.status && !alerts_changed {
+            return;
+        }
+        let previous = self.status;
+        self.reasons = match status {
+            Status::Down => vec![self.down_reason.clone().unwrap_or_else(|| "down".into())],
+            Status::Degraded => self.alerts.iter().map(describe_alert).collect(),
+            Status::Healthy if previous == Status::Unknown => vec!["first sample".into()],
+            Status::Healthy => vec!["recovered".into()],
+            Status::Unknown => Vec::new(),
+        };
+        if status != previous {
+            match status {
+                Status::Down => self.window.mark_down(now_ms),
+                _ => self.window.mark_up(now_ms),
+            }
+            self.status = status;
+            self.status_since_ms = now_ms;
+            out.push(Event::Status(StatusChange {
+                service: self.name.clone(),
+                status,
+                previous,
+                at_ms: now_ms,
+                reasons: self.reasons.clone(),
+            }));
+        }
+        let mut scratch = Vec::new();
+        out.push(Event::Stored(self.state(now_ms, &mut scratch)));
+    }
+
+    fn figures(&mut self, now_ms: u64, scratch: &mut Vec<f32>) -> Figures {
+        self.window.evict(now_ms);
+        let since = now_ms.saturating_sub(self.window.span_ms());
+        let lat = self.window.latency_stats(since, scratch);
+        Figures {
+            cpu_pct: self.latest.cpu_pct,
+            mem_pct: self.latest.mem_pct,
+            error_rate: self.latest.error_rate,
+            latency_ms: self.latest.latency_ms,
+            latency_avg_ms: lat.map_or(0.0, |l| l.avg),
+            latency_p95_ms: lat.map_or(0.0, |l| l.p95),
+            latency_p99_ms: lat.map_or(0.0, |l| l.p99),
+            uptime_pct: self.window.uptime_pct(now_ms),
+            samples: self.window.len() as u32,
+            window_s: (self.window.span_ms() / 1000) as u32,
+        }
+    }
+
+    fn state(&mut self, now_ms: u64, scratch: &mut Vec<f32>) -> ServiceState {
+        ServiceState {
+            service: self.name.clone(),
+            status: self.status,
+            since_ms: self.status_since_ms,
+            last_seen_ms: self.last_seen_ms,
+            reasons: self.reasons.clone(),
+            alerts: self.alerts.clone(),
+            instance: self.instance.clone(),
+            health_url: self.health_url.clone(),
+            figures: self.figures(now_ms, scratch),
+        }
+    }
+
+    fn summary(&mut self, now_ms: u64, scratch: &mut Vec<f32>) -> ServiceSummary {
+        ServiceSummary {
+            service: self.name.clone(),
+            status: self.status,
+            at_ms: now_ms,
+            last_seen_ms: self.last_seen_ms,
+            instance: self.instance.clone(),
+            health_url: self.health_url.clone(),
+            figures: self.figures(now_ms, scratch),
+        }
+    }
+}
+
+fn describe_alert(a: &ActiveAlert) -> String {
+    let field = Metric::ALL
+        .iter()
+        .find(|m| m.alert() == a.alert)
+        .map_or("value", |m| m.field());
+    format!("{}: {field} {:.3} > {}", a.alert.as_str(), a.value, a.threshold)
+}
+
+#[cfg(test)]
+mod tests;

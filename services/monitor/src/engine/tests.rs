@@ -1,0 +1,508 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const T: u64 = 3_000; // default heartbeat timeout
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default(), 0)
+}
+
+fn sample(service: &str, seq: u64) -> MetricSample {
+    MetricSample {
+        service: ServiceName::parse(service).unwrap(),
+        instance: format!("{service}-1"),
+        seq,
+        ts_ms: 0,
+        cpu_pct: 20.0,
+        mem_pct: 40.0,
+        latency_ms: 30.0,
+        error_rate: 0.0,
+        health_url: "http://127.0.0.1:3001/health".into(),
+        stopping: false,
+    }
+}
+
+/// Feeds `s` at `now` and returns the events.
+fn feed(e: &mut Engine, s: &MetricSample, now: u64) -> Vec<Event> {
+    let mut out = Vec::new();
+    e.on_sample(s, now, &mut out).unwrap();
+    out
+}
+
+fn tick(e: &mut Engine, now: u64) -> Vec<Event> {
+    let mut out = Vec::new();
+    e.on_tick(now, &mut out);
+    out
+}
+
+fn statuses(events: &[Event]) -> Vec<(Status, Status)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status(c) => Some((c.previous, c.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alerts(events: &[Event]) -> Vec<(AlertName, AlertState)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) => Some((a.alert, a.state)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Healthy services sending every whole second in [from, until), ticking every 250 ms.
+fn run_healthy(e: &mut Engine, names: &[&str], from_seq: u64, from: u64, until: u64) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut seq = from_seq;
+    let mut now = from;
+    while now < until {
+        if now % 1000 == 0 {
+            for name in names {
+                out.extend(feed(e, &sample(name, seq), now));
+            }
+            seq += 1;
+        }
+        out.extend(tick(e, now));
+        now += 250;
+    }
+    out
+}
+
+/// Ticks every 250 ms in (from, to], then once at `to` exactly.
+fn tick_until(e: &mut Engine, from: u64, to: u64) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut now = from + 250;
+    while now < to {
+        out.extend(tick(e, now));
+        now += 250;
+    }
+    out.extend(tick(e, to));
+    out
+}
+
+#[test]
+fn first_sample_makes_a_service_healthy() {
+    let mut e = engine();
+    let ev = feed(&mut e, &sample("auth", 0), 100);
+    assert_eq!(statuses(&ev), vec![(Status::Unknown, Status::Healthy)]);
+    assert!(matches!(&ev[0], Event::Status(c) if c.reasons == ["first sample"]));
+    assert!(ev.iter().any(|e| matches!(e, Event::Stored(s) if s.status == Status::Healthy)));
+    // The next healthy sample changes nothing worth publishing.
+    let ev = feed(&mut e, &sample("auth", 1), 1100);
+    assert!(statuses(&ev).is_empty() && alerts(&ev).is_empty());
+    assert!(!ev.iter().any(|e| matches!(e, Event::Stored(_))), "KV is written on change only");
+}
+
+#[test]
+fn threshold_alert_needs_its_for_count_and_clears_below_the_band() {
+    let mut e = engine();
+    feed(&mut e, &sample("auth", 0), 0);
+    let hot = |seq, cpu| MetricSample { cpu_pct: cpu, ..sample("auth", seq) };
+    assert!(alerts(&feed(&mut e, &hot(1, 90.0), 1000)).is_empty());
+    assert!(alerts(&feed(&mut e, &hot(2, 90.0), 2000)).is_empty());
+    let ev = feed(&mut e, &hot(3, 90.0), 3000);
+    assert_eq!(alerts(&ev), vec![(AlertName::HighCpu, AlertState::Firing)]);
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Degraded)]);
+    let Some(Event::Status(change)) = ev.iter().find(|e| matches!(e, Event::Status(_))) else {
+        unreachable!()
+    };
+    assert!(change.reasons[0].starts_with("HIGH_CPU: cpu_pct 90"), "{:?}", change.reasons);
+    // In the band (75..85) it stays firing, however long.
+    for seq in 4..20 {
+        assert!(alerts(&feed(&mut e, &hot(seq, 80.0), seq * 1000)).is_empty());
+    }
+    assert!(alerts(&feed(&mut e, &hot(20, 50.0), 20_000)).is_empty());
+    assert!(alerts(&feed(&mut e, &hot(21, 50.0), 21_000)).is_empty());
+    let ev = feed(&mut e, &hot(22, 50.0), 22_000);
+    assert_eq!(alerts(&ev), vec![(AlertName::HighCpu, AlertState::Resolved)]);
+    assert_eq!(statuses(&ev), vec![(Status::Degraded, Status::Healthy)]);
+}
+
+#[test]
+fn every_metric_has_its_alert() {
+    let cases: [(fn(&mut MetricSample), AlertName); 4] = [
+        (|s| s.cpu_pct = 99.0, AlertName::HighCpu),
+        (|s| s.mem_pct = 95.0, AlertName::HighMemory),
+        (|s| s.latency_ms = 900.0, AlertName::HighLatency),
+        (|s| s.error_rate = 0.3, AlertName::HighErrorRate),
+    ];
+    for (bad, alert) in cases {
+        let mut e = engine();
+        let mut fired = Vec::new();
+        for seq in 0..5 {
+            let mut s = sample("svc", seq);
+            bad(&mut s);
+            fired.extend(alerts(&feed(&mut e, &s, seq * 1000)));
+        }
+        assert_eq!(fired, vec![(alert, AlertState::Firing)]);
+    }
+}
+
+#[test]
+fn down_after_the_timeout_and_only_then() {
+    let mut e = engine();
+    run_healthy(&mut e, &["auth"], 0, 0, 10_000); // last sample at 9000
+    let ev = tick_until(&mut e, 9_750, 9_000 + T);
+    assert!(statuses(&ev).is_empty(), "exactly the timeout is not yet silence");
+    let ev = tick(&mut e, 9_000 + T + 1);
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
+    assert_eq!(alerts(&ev), vec![(AlertName::ServiceDown, AlertState::Firing)]);
+    let Some(Event::Status(c)) = ev.iter().find(|e| matches!(e, Event::Status(_))) else { unreachable!() };
+    assert!(c.reasons[0].starts_with("no sample for 3.0"), "{:?}", c.reasons);
+    // Staying silent changes nothing more.
+    let mut later = Vec::new();
+    for now in (12_250..60_000).step_by(250) {
+        later.extend(tick(&mut e, now));
+    }
+    assert!(statuses(&later).is_empty() && alerts(&later).is_empty());
+}
+
+#[test]
+fn stopping_sample_is_down_at_once_with_reason_stopped() {
+    let mut e = engine();
+    run_healthy(&mut e, &["auth"], 0, 0, 3_000);
+    let ev = feed(&mut e, &MetricSample { stopping: true, ..sample("auth", 3) }, 3_100);
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
+    assert!(matches!(&ev[..], [Event::Alert(_), Event::Status(c), ..] if c.reasons == ["stopped"]));
+    // The timeout later adds nothing.
+    let mut later = Vec::new();
+    for now in (3_250..10_000).step_by(250) {
+        later.extend(tick(&mut e, now));
+    }
+    assert!(later.iter().all(|e| matches!(e, Event::Summary(_))));
+}
+
+#[test]
+fn recovery_needs_consecutive_samples_and_resolves_the_same_alert() {
+    let mut e = engine();
+    run_healthy(&mut e, &["auth"], 0, 0, 2_000);
+    let down = tick_until(&mut e, 1_750, 1_000 + T + 1);
+    let fired_id = down.iter().find_map(|e| match e {
+        Event::Alert(a) => Some(a.id.clone()),
+        _ => None,
+    });
+    // A restarted instance: new id, seq from 0.
+    let back = |seq| MetricSample { instance: "auth-2".into(), ..sample("auth", seq) };
+    tick_until(&mut e, 1_000 + T + 1, 10_000);
+    assert!(statuses(&feed(&mut e, &back(0), 10_000)).is_empty(), "one sample is not yet recovery");
+    let ev = feed(&mut e, &back(1), 11_000);
+    assert_eq!(statuses(&ev), vec![(Status::Down, Status::Healthy)]);
+    let resolved: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) if a.state == AlertState::Resolved => Some(a.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolved, vec![fired_id.unwrap()]);
+}
+
+#[test]
+fn a_gap_longer_than_the_timeout_restarts_recovery() {
+    let mut e = engine();
+    run_healthy(&mut e, &["auth"], 0, 0, 2_000);
+    tick_until(&mut e, 1_750, 10_000);
+    feed(&mut e, &sample("auth", 10), 10_000);
+    tick_until(&mut e, 10_000, 14_000); // silent again
+    let ev = feed(&mut e, &sample("auth", 11), 14_000);
+    assert!(statuses(&ev).is_empty(), "the earlier sample no longer counts");
+    let ev = feed(&mut e, &sample("auth", 12), 15_000);
+    assert_eq!(statuses(&ev), vec![(Status::Down, Status::Healthy)]);
+}
+
+#[test]
+fn going_down_resolves_firing_threshold_alerts() {
+    let mut e = engine();
+    for seq in 0..3 {
+        feed(&mut e, &MetricSample { cpu_pct: 99.0, ..sample("auth", seq) }, seq * 1000);
+    }
+    let ev = tick_until(&mut e, 2_000, 2_000 + T + 1);
+    assert_eq!(
+        alerts(&ev),
+        vec![
+            (AlertName::HighCpu, AlertState::Resolved),
+            (AlertName::ServiceDown, AlertState::Firing)
+        ]
+    );
+    assert_eq!(statuses(&ev), vec![(Status::Degraded, Status::Down)]);
+}
+
+#[test]
+fn grace_after_start_judges_nobody() {
+    let mut e = Engine::new(EngineConfig { grace_ms: 5_000, ..EngineConfig::default() }, 0);
+    feed(&mut e, &sample("auth", 0), 0);
+    for now in (0..5_000).step_by(250) {
+        assert!(statuses(&tick(&mut e, now)).is_empty(), "at {now}");
+    }
+    assert!(e.in_grace(4_999) && !e.in_grace(5_000));
+    assert_eq!(statuses(&tick(&mut e, 5_000)), vec![(Status::Healthy, Status::Down)]);
+}
+
+#[test]
+fn restored_state_is_not_judged_on_silence_it_could_not_observe() {
+    let mut old = engine();
+    run_healthy(&mut old, &["auth"], 0, 0, 5_000);
+    let saved = old.snapshot(5_000);
+    // A new monitor starts much later; the service keeps sending.
+    let start = 100_000;
+    let mut e = Engine::new(EngineConfig::default(), start);
+    assert_eq!(e.restore(saved, start), 0);
+    assert_eq!(e.status_of("auth"), Some(Status::Healthy));
+    let ev = run_healthy(&mut e, &["auth"], 1000, start + 1_000, start + 20_000);
+    assert!(statuses(&ev).is_empty() && alerts(&ev).is_empty(), "{ev:?}");
+}
+
+#[test]
+fn restored_firing_alert_resolves_with_its_original_id() {
+    let mut old = engine();
+    run_healthy(&mut old, &["auth"], 0, 0, 2_000);
+    let down = tick_until(&mut old, 1_750, 1_000 + T + 1);
+    let id = down.iter().find_map(|e| match e {
+        Event::Alert(a) => Some(a.id.clone()),
+        _ => None,
+    });
+    let saved = old.snapshot(10_000);
+    let mut e = Engine::new(EngineConfig::default(), 50_000);
+    e.restore(saved, 50_000);
+    assert_eq!(e.status_of("auth"), Some(Status::Down));
+    feed(&mut e, &sample("auth", 100), 50_500);
+    let ev = feed(&mut e, &sample("auth", 101), 51_500);
+    let resolved: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) => Some((a.id.clone(), a.state)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolved, vec![(id.unwrap(), AlertState::Resolved)]);
+}
+
+#[test]
+fn disconnect_then_reconnect_brings_no_down_storm() {
+    let mut e = engine();
+    run_healthy(&mut e, &["a", "b", "c"], 0, 0, 5_000);
+    e.on_disconnected();
+    let mut ev = Vec::new();
+    for now in (5_000..30_000).step_by(250) {
+        ev.extend(tick(&mut e, now));
+    }
+    e.on_reconnected(30_000);
+    ev.extend(run_healthy(&mut e, &["a", "b", "c"], 100, 31_000, 40_000));
+    assert!(statuses(&ev).is_empty(), "{:?}", statuses(&ev));
+}
+
+#[test]
+fn a_stalled_monitor_forgives_the_silence_it_slept_through() {
+    let mut e = engine();
+    run_healthy(&mut e, &["auth"], 0, 0, 5_000);
+    // SIGSTOP for 10 s: the next tick comes late, samples are still queued behind it.
+    assert!(statuses(&tick(&mut e, 15_000)).is_empty());
+    assert!(e.in_grace(15_000));
+    let ev = run_healthy(&mut e, &["auth"], 100, 15_250, 30_000);
+    assert!(statuses(&ev).is_empty());
+}
+
+#[test]
+fn duplicates_and_replays_are_refused_without_effect() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    e.on_sample(&sample("auth", 5), 0, &mut out).unwrap();
+    assert_eq!(e.on_sample(&sample("auth", 5), 10, &mut out), Err(RefusalReason::Duplicate));
+    assert_eq!(e.on_sample(&sample("auth", 3), 20, &mut out), Err(RefusalReason::Duplicate));
+    e.on_sample(&sample("auth", 6), 30, &mut out).unwrap();
+    // seq 0 from the same instance id: a restart, accepted.
+    e.on_sample(&sample("auth", 0), 40, &mut out).unwrap();
+    // Another instance has its own sequence.
+    let other = MetricSample { instance: "auth-2".into(), ..sample("auth", 1) };
+    e.on_sample(&other, 50, &mut out).unwrap();
+    let snap = e.snapshot(60);
+    assert_eq!(snap[0].figures.samples, 4, "refused samples never enter the window");
+}
+
+#[test]
+fn the_service_cap_holds_and_existing_services_are_unaffected() {
+    let mut e = Engine::new(EngineConfig { max_services: 2, ..EngineConfig::default() }, 0);
+    let mut out = Vec::new();
+    e.on_sample(&sample("a", 0), 0, &mut out).unwrap();
+    e.on_sample(&sample("b", 0), 0, &mut out).unwrap();
+    assert_eq!(e.on_sample(&sample("c", 0), 0, &mut out), Err(RefusalReason::ServiceCap));
+    e.on_sample(&sample("a", 1), 1000, &mut out).unwrap();
+    assert_eq!(e.len(), 2);
+    assert_eq!(e.status_of("c"), None);
+}
+
+#[test]
+fn summaries_come_at_most_once_per_interval_and_only_with_news() {
+    let mut e = engine();
+    let mut n = 0;
+    for i in 0..40u64 {
+        let now = i * 250;
+        // Ten samples a second.
+        for k in 0..3 {
+            feed(&mut e, &sample("auth", i * 3 + k), now);
+        }
+        n += tick(&mut e, now).iter().filter(|e| matches!(e, Event::Summary(_))).count();
+    }
+    assert_eq!(n, 10, "one per second over 10 s");
+    // The samples of the last second still get their summary; then silence brings none.
+    assert_eq!(tick(&mut e, 10_000).len(), 1);
+    let quiet: usize = (41..60u64)
+        .map(|i| tick(&mut e, i * 250).iter().filter(|e| matches!(e, Event::Summary(_))).count())
+        .sum();
+    assert_eq!(quiet, 0);
+}
+
+#[test]
+fn summary_figures_are_over_the_window() {
+    let mut e = engine();
+    for i in 0..20u64 {
+        let s = MetricSample { latency_ms: (i + 1) as f64 * 10.0, ..sample("auth", i) };
+        feed(&mut e, &s, i * 1000);
+    }
+    let ev = tick(&mut e, 19_000);
+    let Some(Event::Summary(s)) = ev.first() else { panic!("{ev:?}") };
+    assert_eq!(s.figures.samples, 20);
+    assert_eq!(s.figures.latency_p95_ms, 190.0);
+    assert_eq!(s.figures.latency_ms, 200.0);
+    assert_eq!(s.figures.uptime_pct, 100.0);
+}
+
+#[test]
+fn per_service_overrides_apply() {
+    let mut lenient = Rules::default();
+    lenient.cpu.fire_above = 98.0;
+    lenient.cpu.clear_below = 90.0;
+    let cfg = EngineConfig {
+        overrides: HashMap::from([("batch".to_owned(), Arc::new(lenient))]),
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, 0);
+    let mut fired = Vec::new();
+    for seq in 0..5 {
+        for name in ["batch", "web"] {
+            let s = MetricSample { cpu_pct: 95.0, ..sample(name, seq) };
+            fired.extend(feed(&mut e, &s, seq * 1000).into_iter().filter_map(|e| match e {
+                Event::Alert(a) => Some(a.service.to_string()),
+                _ => None,
+            }));
+        }
+    }
+    assert_eq!(fired, vec!["web"]);
+}
+
+#[test]
+fn a_service_that_flaps_between_silence_and_samples_has_bounded_transitions() {
+    // Sends 1 sample, then stays silent for 4 s, forever: it must settle DOWN rather than
+    // bounce on every sample, because recovery needs consecutive samples.
+    let mut e = engine();
+    let mut ev = Vec::new();
+    let mut seq = 0;
+    for cycle in 0..30u64 {
+        let start = cycle * 5_000;
+        ev.extend(feed(&mut e, &sample("auth", seq), start));
+        seq += 1;
+        for now in (start..start + 5_000).step_by(250) {
+            ev.extend(tick(&mut e, now));
+        }
+    }
+    assert_eq!(statuses(&ev), vec![(Status::Unknown, Status::Healthy), (Status::Healthy, Status::Down)]);
+}
+
+// --- property test of the state machine -------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    Sample { cpu: f64, err: f64, stopping: bool },
+    Silence(u64),
+    Disconnect,
+    Reconnect,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0.0..100.0f64, 0.0..1.0f64).prop_map(|(cpu, err)| Step::Sample { cpu, err, stopping: false }),
+        2 => prop_oneof![Just(95.0), Just(50.0), Just(80.0)].prop_map(|cpu| Step::Sample { cpu, err: 0.0, stopping: false }),
+        1 => Just(Step::Sample { cpu: 10.0, err: 0.0, stopping: true }),
+        1 => (0u64..8_000).prop_map(Step::Silence),
+        1 => Just(Step::Disconnect),
+        1 => Just(Step::Reconnect),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// For any input: status always matches the firing alerts, every firing gets exactly
+    /// one resolve once the input turns healthy, and threshold alerts fire no more often
+    /// than their for-count allows.
+    #[test]
+    fn state_machine_invariants(steps in proptest::collection::vec(step(), 1..200)) {
+        let mut e = engine();
+        let mut now = 0u64;
+        let mut seq = 0u64;
+        let mut events = Vec::new();
+        let mut samples = 0usize;
+        let run = |e: &mut Engine, events: &mut Vec<Event>, now: &mut u64, seq: &mut u64, s: &Step| {
+            match *s {
+                Step::Sample { cpu, err, stopping } => {
+                    *now += 1000;
+                    let m = MetricSample { cpu_pct: cpu, error_rate: err, stopping, ..sample("svc", *seq) };
+                    *seq += 1;
+                    e.on_sample(&m, *now, events).unwrap();
+                }
+                Step::Silence(ms) => {
+                    let end = *now + ms;
+                    while *now < end {
+                        *now += 250;
+                        e.on_tick(*now, events);
+                    }
+                }
+                Step::Disconnect => e.on_disconnected(),
+                Step::Reconnect => e.on_reconnected(*now),
+            }
+            e.on_tick(*now, events);
+        };
+        for s in &steps {
+            if matches!(s, Step::Sample { .. }) { samples += 1; }
+            run(&mut e, &mut events, &mut now, &mut seq, s);
+            let snap = e.snapshot(now);
+            if let Some(st) = snap.first() {
+                let down = st.alerts.iter().any(|a| a.alert == AlertName::ServiceDown);
+                let want = if down { Status::Down } else if st.alerts.is_empty() { Status::Healthy } else { Status::Degraded };
+                prop_assert_eq!(st.status, want);
+            }
+        }
+        // A long healthy tail, connected.
+        e.on_reconnected(now);
+        for _ in 0..20 {
+            run(&mut e, &mut events, &mut now, &mut seq, &Step::Sample { cpu: 10.0, err: 0.0, stopping: false });
+        }
+        let mut fired: HashMap<String, usize> = HashMap::new();
+        let mut resolved: HashMap<String, usize> = HashMap::new();
+        let mut cpu_fires = 0;
+        for ev in &events {
+            if let Event::Alert(a) = ev {
+                let map = if a.state == AlertState::Firing { &mut fired } else { &mut resolved };
+                *map.entry(a.id.clone()).or_default() += 1;
+                if a.alert == AlertName::HighCpu && a.state == AlertState::Firing { cpu_fires += 1; }
+            }
+        }
+        prop_assert!(fired.values().all(|&n| n == 1), "an id fired twice");
+        prop_assert_eq!(&fired.keys().collect::<std::collections::BTreeSet<_>>(), &resolved.keys().collect::<std::collections::BTreeSet<_>>());
+        prop_assert!(resolved.values().all(|&n| n == 1), "an id resolved twice");
+        prop_assert!(cpu_fires <= samples / 3 + 1);
+        prop_assert_eq!(e.status_of("svc"), Some(Status::Healthy));
+        // Consecutive status changes chain: each one's previous is the last one's status.
+        let chain: Vec<_> = statuses(&events);
+        prop_assert!(chain.windows(2).all(|w| w[0].1 == w[1].0));
+        prop_assert!(chain.iter().all(|(a, b)| a != b));
+    }
+}

@@ -1,0 +1,192 @@
+//! A service's rolling window of samples, by the monitor's receive clock. Pure.
+
+use std::collections::VecDeque;
+
+/// One accepted sample, stored compactly (f32 is plenty for percentages and ms).
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    at_ms: u64,
+    latency_ms: f32,
+}
+
+/// The last `span_ms` of samples (at most `max_points`, so a fast sender cannot grow it
+/// without bound), plus the service's down periods for uptime.
+#[derive(Debug, Clone)]
+pub struct Window {
+    span_ms: u64,
+    max_points: usize,
+    points: VecDeque<Point>,
+    /// Closed down periods (start, end) that still overlap the window.
+    down_periods: VecDeque<(u64, u64)>,
+    down_since: Option<u64>,
+    /// When the monitor started watching this service (uptime is over what it saw).
+    watched_since_ms: u64,
+}
+
+impl Window {
+    pub fn new(span_ms: u64, max_points: usize, now_ms: u64) -> Self {
+        Self {
+            span_ms,
+            max_points,
+            points: VecDeque::new(),
+            down_periods: VecDeque::new(),
+            down_since: None,
+            watched_since_ms: now_ms,
+        }
+    }
+
+    pub fn push(&mut self, now_ms: u64, latency_ms: f64) {
+        self.evict(now_ms);
+        if self.points.len() >= self.max_points {
+            self.points.pop_front();
+        }
+        self.points.push_back(Point {
+            at_ms: now_ms,
+            latency_ms: latency_ms as f32,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn span_ms(&self) -> u64 {
+        self.span_ms
+    }
+
+    /// Drops what fell out of the window.
+    pub fn evict(&mut self, now_ms: u64) {
+        let start = now_ms.saturating_sub(self.span_ms);
+        while self.points.front().is_some_and(|p| p.at_ms < start) {
+            self.points.pop_front();
+        }
+        while self.down_periods.front().is_some_and(|&(_, end)| end < start) {
+            self.down_periods.pop_front();
+        }
+    }
+
+    /// Latency (avg, p95, p99) over the samples received since `since_ms`, or None
+    /// without samples. `scratch` avoids an allocation per call.
+    pub fn latency_stats(&self, since_ms: u64, scratch: &mut Vec<f32>) -> Option<LatencyStats> {
+        scratch.clear();
+        scratch.extend(
+            self.points
+                .iter()
+                .rev()
+                .take_while(|p| p.at_ms >= since_ms)
+                .map(|p| p.latency_ms),
+        );
+        if scratch.is_empty() {
+            return None;
+        }
+        scratch.sort_unstable_by(f32::total_cmp);
+        let n = scratch.len();
+        let rank = |q: f64| scratch[((q * n as f64).ceil() as usize).clamp(1, n) - 1] as f64;
+        let avg = scratch.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        Some(LatencyStats {
+            avg,
+            p95: rank(0.95),
+            p99: rank(0.99),
+        })
+    }
+
+    pub fn mark_down(&mut self, now_ms: u64) {
+        self.down_since.get_or_insert(now_ms);
+    }
+
+    pub fn mark_up(&mut self, now_ms: u64) {
+        if let Some(start) = self.down_since.take() {
+            self.down_periods.push_back((start, now_ms));
+        }
+    }
+
+    /// Percentage of the window (or of the time watched, if shorter) not spent DOWN.
+    pub fn uptime_pct(&self, now_ms: u64) -> f64 {
+        let start = now_ms
+            .saturating_sub(self.span_ms)
+            .max(self.watched_since_ms);
+        let span = now_ms.saturating_sub(start);
+        if span == 0 {
+            return if self.down_since.is_some() { 0.0 } else { 100.0 };
+        }
+        let overlap = |a: u64, b: u64| b.min(now_ms).saturating_sub(a.max(start));
+        let down: u64 = self
+            .down_periods
+            .iter()
+            .map(|&(a, b)| overlap(a, b))
+            .sum::<u64>()
+            + self.down_since.map_or(0, |a| overlap(a, now_ms));
+        100.0 * (1.0 - down.min(span) as f64 / span as f64)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyStats {
+    pub avg: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_by_time_and_by_count() {
+        let mut w = Window::new(10_000, 5, 0);
+        for i in 0..4 {
+            w.push(i * 1000, 10.0);
+        }
+        assert_eq!(w.len(), 4);
+        w.push(20_000, 10.0);
+        assert_eq!(w.len(), 1, "samples older than the span are gone");
+        for i in 0..10 {
+            w.push(20_000 + i, 1.0);
+        }
+        assert_eq!(w.len(), 5, "never more than max_points");
+    }
+
+    #[test]
+    fn latency_percentiles_use_nearest_rank() {
+        let mut w = Window::new(60_000, 1000, 0);
+        for i in 1..=100 {
+            w.push(i, i as f64);
+        }
+        let s = w.latency_stats(0, &mut Vec::new()).unwrap();
+        assert_eq!(s.p95, 95.0);
+        assert_eq!(s.p99, 99.0);
+        assert!((s.avg - 50.5).abs() < 1e-9);
+        // Only the last 10 samples.
+        let recent = w.latency_stats(91, &mut Vec::new()).unwrap();
+        assert_eq!(recent.p95, 100.0);
+        assert_eq!(recent.avg, 95.5);
+        assert!(w.latency_stats(1000, &mut Vec::new()).is_none());
+    }
+
+    #[test]
+    fn uptime_counts_down_periods_inside_the_window() {
+        let mut w = Window::new(10_000, 100, 0);
+        assert_eq!(w.uptime_pct(10_000), 100.0);
+        w.mark_down(10_000);
+        assert_eq!(w.uptime_pct(12_000), 80.0);
+        w.mark_up(12_000);
+        assert_eq!(w.uptime_pct(15_000), 80.0);
+        // The down period slides out of the window.
+        w.evict(21_000);
+        assert_eq!(w.uptime_pct(21_000), 90.0);
+        w.evict(30_000);
+        assert_eq!(w.uptime_pct(30_000), 100.0);
+    }
+
+    #[test]
+    fn uptime_is_over_the_time_watched_when_shorter_than_the_window() {
+        let mut w = Window::new(60_000, 100, 100_000);
+        w.mark_down(100_000);
+        w.mark_up(101_000);
+        assert_eq!(w.uptime_pct(104_000), 75.0);
+    }
+}
