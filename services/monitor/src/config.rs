@@ -1,0 +1,206 @@
+//! Monitor configuration: flags (each also from env) and the optional TOML rules file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use vitals_protocol::ServiceName;
+
+use crate::engine::EngineConfig;
+use crate::rules::Rules;
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9100";
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "monitor", version, about = "Vitals monitor: judges service health from metrics on NATS")]
+pub struct Config {
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// HTTP listener: /healthz, /metrics, /api/status.
+    #[arg(long, env = "MONITOR_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+    /// TOML file with rule defaults and per-service overrides (see docs/PROTOCOL.md).
+    #[arg(long, env = "MONITOR_RULES")]
+    pub rules: Option<PathBuf>,
+    /// SERVICE_DOWN after this long without a sample (overrides the rules file default).
+    #[arg(long, env = "MONITOR_HEARTBEAT_TIMEOUT_MS")]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// How often silence is judged and summaries are sent.
+    #[arg(long, env = "MONITOR_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=250))]
+    pub tick_ms: u64,
+    /// No one is judged DOWN for this long after start or a NATS reconnect (default: the heartbeat timeout).
+    #[arg(long, env = "MONITOR_GRACE_MS")]
+    pub grace_ms: Option<u64>,
+    /// Rolling window for summaries (latency percentiles, uptime).
+    #[arg(long, env = "MONITOR_WINDOW_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub window_s: u64,
+    /// Most services tracked; samples from more are refused and counted.
+    #[arg(long, env = "MONITOR_MAX_SERVICES", default_value_t = 20_000)]
+    pub max_services: usize,
+    /// Messages buffered for the metrics subscription before the client drops (counted).
+    #[arg(long, env = "MONITOR_PENDING_LIMIT", default_value_t = 65_536)]
+    pub pending_limit: usize,
+    /// Outbound events buffered while NATS is slow or away before they are dropped (counted).
+    #[arg(long, env = "MONITOR_PUBLISH_QUEUE", default_value_t = 65_536)]
+    pub publish_queue: usize,
+    #[arg(long, env = "MONITOR_SUMMARY_INTERVAL_MS", default_value_t = 1_000)]
+    pub summary_interval_ms: u64,
+    /// HEALTH_EVENTS stream limits.
+    #[arg(long, env = "MONITOR_EVENTS_MAX_AGE_S", default_value_t = 7 * 86_400)]
+    pub events_max_age_s: u64,
+    #[arg(long, env = "MONITOR_EVENTS_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub events_max_bytes: i64,
+    /// health_status KV bucket size limit.
+    #[arg(long, env = "MONITOR_KV_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub kv_max_bytes: i64,
+    /// Name in heartbeats and snapshots (default: monitor-<pid>).
+    #[arg(long, env = "MONITOR_ID")]
+    pub monitor_id: Option<String>,
+}
+
+impl Config {
+    pub fn monitor_id(&self) -> String {
+        self.monitor_id
+            .clone()
+            .unwrap_or_else(|| format!("monitor-{}", std::process::id()))
+    }
+
+    /// The engine's settings: rules from the file (if any) and the flags.
+    pub fn engine(&self) -> Result<EngineConfig> {
+        let text = match &self.rules {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading rules file {}", path.display()))?,
+            None => String::new(),
+        };
+        let (defaults, overrides) = parse_rules(&text, self.heartbeat_timeout_ms)?;
+        let timeout = defaults.heartbeat_timeout_ms;
+        Ok(EngineConfig {
+            defaults,
+            overrides,
+            max_services: self.max_services,
+            window_ms: self.window_s * 1000,
+            max_window_points: 600,
+            grace_ms: self.grace_ms.unwrap_or(timeout),
+            summary_interval_ms: self.summary_interval_ms,
+            stall_ms: (self.tick_ms * 6).max(1_500),
+        })
+    }
+}
+
+type RuleSets = (Arc<Rules>, HashMap<String, Arc<Rules>>);
+
+/// Parses a rules file: top-level keys set the defaults, `[services.NAME...]` tables
+/// override them for one service (only the keys given).
+pub fn parse_rules(text: &str, timeout_override: Option<u64>) -> Result<RuleSets> {
+    let mut file: toml::Table = text.parse().context("rules file is not valid TOML")?;
+    let services = match file.remove("services") {
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => bail!("`services` must be a table of per-service overrides"),
+        None => toml::Table::new(),
+    };
+    let mut base = toml::Table::try_from(Rules::default()).context("encoding default rules")?;
+    merge(&mut base, file);
+    if let Some(ms) = timeout_override {
+        base.insert("heartbeat_timeout_ms".into(), toml::Value::Integer(ms as i64));
+    }
+    let defaults: Rules = base.clone().try_into().context("invalid rules")?;
+    defaults.validate().map_err(anyhow::Error::msg)?;
+    let mut overrides = HashMap::new();
+    for (name, patch) in services {
+        ServiceName::parse(&name).with_context(|| format!("rules override for {name:?}"))?;
+        let toml::Value::Table(patch) = patch else {
+            bail!("services.{name} must be a table");
+        };
+        let mut merged = base.clone();
+        merge(&mut merged, patch);
+        let rules: Rules = merged
+            .try_into()
+            .with_context(|| format!("invalid rules for service {name}"))?;
+        rules
+            .validate()
+            .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
+        overrides.insert(name, Arc::new(rules));
+    }
+    Ok((Arc::new(defaults), overrides))
+}
+
+/// Deep-merges `patch` into `base` (tables merge, other values replace).
+fn merge(base: &mut toml::Table, patch: toml::Table) {
+    for (k, v) in patch {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(p)) => merge(b, p),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let (d, o) = parse_rules("", None).unwrap();
+        assert_eq!(*d, Rules::default());
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn file_sets_defaults_and_per_service_overrides() {
+        let text = r#"
+            heartbeat_timeout_ms = 5000
+            [cpu]
+            fire_above = 90.0
+            [services.billing.latency]
+            fire_above = 800.0
+            clear_below = 600.0
+        "#;
+        let (d, o) = parse_rules(text, None).unwrap();
+        assert_eq!(d.heartbeat_timeout_ms, 5000);
+        assert_eq!(d.cpu.fire_above, 90.0);
+        assert_eq!(d.cpu.clear_below, 75.0, "unset keys keep their default");
+        let b = &o["billing"];
+        assert_eq!(b.latency.fire_above, 800.0);
+        assert_eq!(b.cpu.fire_above, 90.0, "overrides start from the file's defaults");
+        assert_eq!(b.heartbeat_timeout_ms, 5000);
+    }
+
+    #[test]
+    fn flag_overrides_the_file_timeout() {
+        let (d, _) = parse_rules("heartbeat_timeout_ms = 5000", Some(1500)).unwrap();
+        assert_eq!(d.heartbeat_timeout_ms, 1500);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        for bad in [
+            "cpu = 3",
+            "[cpu]\nfire_above = 50.0\nclear_below = 60.0",
+            "[services.\"a.b\".cpu]\nfire_above = 90.0",
+            "unknown_key = 1",
+            "[cpu]\nfor_samples = 0",
+            "not toml [",
+        ] {
+            assert!(parse_rules(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let c = Config::try_parse_from(["monitor"]).unwrap();
+        assert_eq!(c.http_addr.port(), 9100);
+        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        let e = c.engine().unwrap();
+        assert_eq!(e.grace_ms, 3000);
+        assert_eq!(e.window_ms, 60_000);
+    }
+}

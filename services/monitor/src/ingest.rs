@@ -1,0 +1,276 @@
+//! The one task that owns the engine. Samples, ticks, snapshot requests, connection
+//! changes and shutdown arrive through one `select!`, so there is no lock on the hot
+//! path and events leave in the order their causes arrived.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::service;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use vitals_protocol::{
+    MonitorHeartbeat, Refusal, RefusalReason, Snapshot, parse_sample, subjects,
+};
+use vitals_runtime::Clock;
+
+use crate::engine::{Engine, Event};
+use crate::metrics::{AlertLabel, Metrics, StatusLabel};
+use crate::publish::{Outbound, Outbox};
+
+/// Requests the HTTP side makes of the engine's owner.
+pub enum Command {
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// NATS connection changes, forwarded from the client's event callback.
+#[derive(Debug, Clone, Copy)]
+pub enum ConnChange {
+    Connected,
+    Disconnected,
+}
+
+/// A sample's `ts_ms` further than this from the monitor's clock is counted as skew.
+const SKEW_MS: u64 = 5 * 60 * 1000;
+/// At most one log line per refusal reason per this period.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Messages taken from the subscription per wake-up, so ticks are never starved.
+const BATCH: usize = 512;
+
+pub struct Ingest {
+    pub engine: Engine,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    pub outbox: Outbox,
+    pub monitor_id: String,
+    pub tick: Duration,
+    pub started_ms: u64,
+}
+
+pub struct Inputs {
+    pub samples: async_nats::Subscriber,
+    pub snapshot_requests: service::endpoint::Endpoint,
+    pub commands: mpsc::Receiver<Command>,
+    pub conn: mpsc::UnboundedReceiver<ConnChange>,
+}
+
+impl Ingest {
+    pub async fn run(mut self, mut inputs: Inputs, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = Vec::new();
+        let mut refusal_log = RefusalLog::default();
+        let mut heartbeat = HeartbeatClock::new(self.clock.now_ms());
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                Some(change) = inputs.conn.recv() => match change {
+                    ConnChange::Disconnected => self.engine.on_disconnected(),
+                    ConnChange::Connected => self.engine.on_reconnected(self.clock.now_ms()),
+                },
+                _ = ticker.tick() => {
+                    let now = self.clock.now_ms();
+                    self.engine.on_tick(now, &mut out);
+                    self.flush(&mut out);
+                    if heartbeat.due(now) {
+                        let hb = self.heartbeat(now, &mut heartbeat);
+                        self.outbox.send(Outbound::Heartbeat(hb));
+                    }
+                }
+                Some(cmd) = inputs.commands.recv() => match cmd {
+                    Command::Snapshot(reply) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                },
+                Some(req) = inputs.snapshot_requests.next() => {
+                    let snapshot = self.snapshot();
+                    // Serialising and replying happen off the engine's task.
+                    tokio::spawn(async move {
+                        let body = serde_json::to_vec(&snapshot).map(Bytes::from);
+                        let reply = body.map_err(|e| service::error::Error {
+                            status: e.to_string(),
+                            code: 500,
+                        });
+                        if let Err(e) = req.respond(reply).await {
+                            tracing::warn!(error = %e, "snapshot reply failed");
+                        }
+                    });
+                }
+                msg = inputs.samples.next() => {
+                    let Some(msg) = msg else {
+                        tracing::error!("metrics subscription closed");
+                        break;
+                    };
+                    self.on_message(&msg, &mut out, &mut refusal_log);
+                    // Take what is already waiting, without yielding per message.
+                    for _ in 0..BATCH {
+                        match inputs.samples.next().now_or_never() {
+                            Some(Some(msg)) => self.on_message(&msg, &mut out, &mut refusal_log),
+                            _ => break,
+                        }
+                    }
+                    self.flush(&mut out);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: &async_nats::Message, out: &mut Vec<Event>, log: &mut RefusalLog) {
+        let started = Instant::now();
+        let now = self.clock.now_ms();
+        let token = subjects::service_of_metrics(&msg.subject).unwrap_or("");
+        let outcome = parse_sample(token, &msg.payload).and_then(|sample| {
+            self.engine
+                .on_sample(&sample, now, out)
+                .map_err(|reason| Refusal::new(reason, refusal_detail(reason)))
+                .map(|()| sample)
+        });
+        match outcome {
+            Ok(sample) => {
+                self.metrics.samples.inc();
+                if sample.ts_ms.abs_diff(vitals_runtime::epoch_ms()) > SKEW_MS {
+                    self.metrics.clock_skew.inc();
+                }
+            }
+            Err(refusal) => {
+                self.metrics.refused(refusal.reason);
+                log.note(&refusal, &msg.subject);
+            }
+        }
+        self.metrics.eval_seconds.observe(started.elapsed().as_secs_f64());
+    }
+
+    fn flush(&mut self, out: &mut Vec<Event>) {
+        for event in out.drain(..) {
+            match &event {
+                Event::Status(c) => {
+                    tracing::info!(service = %c.service, status = %c.status, previous = %c.previous, reasons = ?c.reasons, "status changed");
+                    self.metrics
+                        .transitions
+                        .get_or_create(&StatusLabel { status: c.status.as_str() })
+                        .inc();
+                }
+                Event::Alert(a) => {
+                    let state = match a.state {
+                        vitals_protocol::AlertState::Firing => "firing",
+                        vitals_protocol::AlertState::Resolved => "resolved",
+                    };
+                    tracing::info!(service = %a.service, alert = %a.alert, state, value = a.value, "alert");
+                    self.metrics
+                        .alerts
+                        .get_or_create(&AlertLabel { alert: a.alert.as_str(), state })
+                        .inc();
+                }
+                Event::Summary(_) | Event::Stored(_) => {}
+            }
+            self.outbox.send(Outbound::Event(event));
+        }
+        self.metrics.services.set(self.engine.len() as i64);
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        self.metrics.snapshot_requests.inc();
+        let now = self.clock.now_ms();
+        Snapshot {
+            monitor_id: self.monitor_id.clone(),
+            at_ms: now,
+            services: self.engine.snapshot(now),
+        }
+    }
+
+    fn heartbeat(&self, now: u64, clock: &mut HeartbeatClock) -> MonitorHeartbeat {
+        let samples_total = self.metrics.samples.get();
+        let refusals = self.metrics.refusal_counts();
+        MonitorHeartbeat {
+            monitor_id: self.monitor_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            at_ms: now,
+            started_ms: self.started_ms,
+            uptime_s: now.saturating_sub(self.started_ms) / 1000,
+            interval_ms: HEARTBEAT_MS,
+            heartbeat_timeout_ms: self.engine.heartbeat_timeout_ms(),
+            services: self.engine.len(),
+            samples_total,
+            samples_per_s: clock.rate(now, samples_total),
+            refused_total: refusals.values().sum(),
+            refusals,
+            slow_consumer_drops: self.metrics.slow_consumer_drops.get(),
+            publish_drops: self.metrics.publish_drops.get(),
+            in_grace: self.engine.in_grace(now),
+        }
+    }
+}
+
+/// The monitor's heartbeat period (fixed by the contract: every second).
+pub const HEARTBEAT_MS: u64 = 1_000;
+
+struct HeartbeatClock {
+    next_ms: u64,
+    last_ms: u64,
+    last_samples: u64,
+}
+
+impl HeartbeatClock {
+    fn new(now: u64) -> Self {
+        Self {
+            next_ms: now,
+            last_ms: now,
+            last_samples: 0,
+        }
+    }
+
+    fn due(&mut self, now: u64) -> bool {
+        if now < self.next_ms {
+            return false;
+        }
+        self.next_ms = now + HEARTBEAT_MS;
+        true
+    }
+
+    /// Samples per second since the previous heartbeat.
+    fn rate(&mut self, now: u64, samples: u64) -> f64 {
+        let dt = now.saturating_sub(self.last_ms);
+        let rate = if dt == 0 {
+            0.0
+        } else {
+            samples.saturating_sub(self.last_samples) as f64 * 1000.0 / dt as f64
+        };
+        self.last_ms = now;
+        self.last_samples = samples;
+        rate
+    }
+}
+
+fn refusal_detail(reason: RefusalReason) -> &'static str {
+    match reason {
+        RefusalReason::Duplicate => "seq at or below one already seen from this instance",
+        RefusalReason::ServiceCap => "service cap reached; new service not tracked",
+        _ => "refused",
+    }
+}
+
+/// Logs each refusal reason at most once per period, with how many were not logged.
+#[derive(Default)]
+struct RefusalLog {
+    last: HashMap<RefusalReason, (Option<Instant>, u64)>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, refusal: &Refusal, subject: &str) {
+        let now = Instant::now();
+        let (last, suppressed) = self.last.entry(refusal.reason).or_insert((None, 0));
+        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        // The subject is attacker-controlled: log it escaped and bounded.
+        let subject: String = subject.chars().take(80).collect();
+        tracing::warn!(reason = refusal.reason.as_str(), detail = %refusal.detail, subject = ?subject, suppressed = *suppressed, "refused sample");
+        *last = Some(now);
+        *suppressed = 0;
+    }
+}
+

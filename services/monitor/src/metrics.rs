@@ -1,0 +1,158 @@
+//! The monitor's own counters, exposed at `/metrics` (Prometheus text) and summarised
+//! in its heartbeat. One registry per monitor instance (no globals), so tests can run
+//! several monitors in one process.
+
+use std::collections::BTreeMap;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use vitals_protocol::{AlertName, RefusalReason, Status};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    pub alert: &'static str,
+    pub state: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub samples: Counter,
+    pub refusals: Family<ReasonLabel, Counter>,
+    pub slow_consumer_drops: Counter,
+    pub publish_drops: Counter,
+    pub publish_errors: Counter,
+    pub kv_write_errors: Counter,
+    pub clock_skew: Counter,
+    pub transitions: Family<StatusLabel, Counter>,
+    pub alerts: Family<AlertLabel, Counter>,
+    pub services: Gauge,
+    pub nats_connected: Gauge,
+    pub reconnects: Counter,
+    pub snapshot_requests: Counter,
+    /// Time to judge one sample (parse, validate, evaluate), seconds.
+    pub eval_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vitals_monitor");
+        let m = Self {
+            samples: Counter::default(),
+            refusals: Family::default(),
+            slow_consumer_drops: Counter::default(),
+            publish_drops: Counter::default(),
+            publish_errors: Counter::default(),
+            kv_write_errors: Counter::default(),
+            clock_skew: Counter::default(),
+            transitions: Family::default(),
+            alerts: Family::default(),
+            services: Gauge::default(),
+            nats_connected: Gauge::default(),
+            reconnects: Counter::default(),
+            snapshot_requests: Counter::default(),
+            eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 12)),
+            registry: Registry::default(),
+        };
+        // Every refusal reason, status and alert appears from the start (as 0), so a
+        // dashboard or alert rule never sees a series appear out of nowhere.
+        for r in RefusalReason::ALL {
+            let _ = m.refusals.get_or_create(&ReasonLabel { reason: r.as_str() });
+        }
+        for s in [Status::Healthy, Status::Degraded, Status::Down] {
+            let _ = m.transitions.get_or_create(&StatusLabel { status: s.as_str() });
+        }
+        for a in AlertName::ALL {
+            for state in ["firing", "resolved"] {
+                let _ = m.alerts.get_or_create(&AlertLabel { alert: a.as_str(), state });
+            }
+        }
+        registry.register("samples", "Samples accepted", m.samples.clone());
+        registry.register("refused_samples", "Samples refused, by reason", m.refusals.clone());
+        registry.register(
+            "slow_consumer_drops",
+            "Messages the NATS client dropped because the monitor read too slowly",
+            m.slow_consumer_drops.clone(),
+        );
+        registry.register(
+            "publish_drops",
+            "Outbound events dropped because the publish queue was full",
+            m.publish_drops.clone(),
+        );
+        registry.register("publish_errors", "Failed publishes", m.publish_errors.clone());
+        registry.register("kv_write_errors", "Failed KV writes (retried)", m.kv_write_errors.clone());
+        registry.register(
+            "clock_skew_samples",
+            "Accepted samples whose ts_ms is more than 5 minutes off the monitor's clock",
+            m.clock_skew.clone(),
+        );
+        registry.register("transitions", "Status changes, by new status", m.transitions.clone());
+        registry.register("alert_events", "Alert events, by alert and state", m.alerts.clone());
+        registry.register("services", "Services tracked", m.services.clone());
+        registry.register("nats_connected", "1 while connected to NATS", m.nats_connected.clone());
+        registry.register("nats_reconnects", "NATS reconnections", m.reconnects.clone());
+        registry.register("snapshot_requests", "Snapshot requests served", m.snapshot_requests.clone());
+        registry.register("eval_seconds", "Time to judge one sample", m.eval_seconds.clone());
+        Self { registry, ..m }
+    }
+
+    pub fn refused(&self, reason: RefusalReason) {
+        self.refusals
+            .get_or_create(&ReasonLabel { reason: reason.as_str() })
+            .inc();
+    }
+
+    pub fn refusal_counts(&self) -> BTreeMap<String, u64> {
+        RefusalReason::ALL
+            .iter()
+            .map(|r| {
+                let n = self.refusals.get_or_create(&ReasonLabel { reason: r.as_str() }).get();
+                (r.as_str().to_owned(), n)
+            })
+            .collect()
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_series_from_the_start() {
+        let m = Metrics::new();
+        m.refused(RefusalReason::BadName);
+        m.samples.inc();
+        let text = m.encode();
+        assert!(text.contains("vitals_monitor_samples_total 1"), "{text}");
+        assert!(text.contains("vitals_monitor_refused_samples_total{reason=\"bad_name\"} 1"));
+        assert!(text.contains("vitals_monitor_refused_samples_total{reason=\"invalid_json\"} 0"));
+        assert!(text.contains("vitals_monitor_alert_events_total{alert=\"SERVICE_DOWN\",state=\"firing\"} 0"));
+        assert_eq!(m.refusal_counts()["bad_name"], 1);
+    }
+}

@@ -1,0 +1,69 @@
+//! Outbound: events from the engine to NATS subjects (and KV writes), off the hot path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vitals_protocol::{MonitorHeartbeat, subjects};
+
+use crate::engine::Event;
+use crate::metrics::Metrics;
+use crate::store::PendingWrites;
+
+#[derive(Debug)]
+pub enum Outbound {
+    Event(Event),
+    Heartbeat(MonitorHeartbeat),
+}
+
+/// The engine's side: never waits. A full queue (NATS away for long) drops and counts.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outbound>,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize, metrics: Arc<Metrics>) -> (Self, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx, metrics }, rx)
+    }
+
+    pub fn send(&self, item: Outbound) {
+        if self.tx.try_send(item).is_err() {
+            self.metrics.publish_drops.inc();
+        }
+    }
+}
+
+/// Publishes until the outbox is closed and drained. KV writes go to the coalescing writer.
+pub async fn run_publisher(
+    client: async_nats::Client,
+    mut rx: mpsc::Receiver<Outbound>,
+    kv_writes: Arc<PendingWrites>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(item) = rx.recv().await {
+        let (subject, payload) = match &item {
+            Outbound::Heartbeat(hb) => (subjects::HEARTBEAT.to_owned(), serde_json::to_vec(hb)),
+            Outbound::Event(Event::Status(c)) => (subjects::status(&c.service), serde_json::to_vec(c)),
+            Outbound::Event(Event::Alert(a)) => (subjects::alert(&a.service), serde_json::to_vec(a)),
+            Outbound::Event(Event::Summary(s)) => (subjects::summary(&s.service), serde_json::to_vec(s)),
+            Outbound::Event(Event::Stored(state)) => {
+                kv_writes.put(state);
+                continue;
+            }
+        };
+        let Ok(payload) = payload else {
+            metrics.publish_errors.inc();
+            continue;
+        };
+        if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
+            metrics.publish_errors.inc();
+            tracing::warn!(error = %e, "publish failed");
+        }
+    }
+    // Bounded: during an outage a flush would wait for the server forever.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+}

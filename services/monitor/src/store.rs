@@ -1,0 +1,162 @@
+//! JetStream: the `health_status` KV bucket (current state per service) and the
+//! `HEALTH_EVENTS` stream (history of status changes and alerts).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use vitals_protocol::{ServiceState, subjects};
+
+use crate::metrics::Metrics;
+
+pub struct Limits {
+    pub events_max_age: Duration,
+    pub events_max_bytes: i64,
+    pub kv_max_bytes: i64,
+}
+
+/// Creates (or updates the limits of) the bucket and the stream. Idempotent.
+pub async fn ensure(js: &jetstream::Context, limits: &Limits) -> Result<kv::Store> {
+    js.create_or_update_stream(stream::Config {
+        name: subjects::EVENTS_STREAM.into(),
+        description: Some("Vitals status changes and alerts".into()),
+        subjects: vec![subjects::STATUS_ALL.into(), subjects::ALERT_ALL.into()],
+        max_age: limits.events_max_age,
+        max_bytes: limits.events_max_bytes,
+        discard: stream::DiscardPolicy::Old,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating stream HEALTH_EVENTS")?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: subjects::KV_BUCKET.into(),
+        description: "Vitals: current state per service".into(),
+        history: 1,
+        max_bytes: limits.kv_max_bytes,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating KV bucket health_status")
+}
+
+/// Every stored state (last value per key). Entries that do not parse are skipped
+/// with a warning: an old or foreign value must not stop the monitor from starting.
+pub async fn load(kv: &kv::Store) -> Result<Vec<ServiceState>> {
+    let status = kv.status().await.context("KV status")?;
+    if status.values() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut watch = kv.watch_with_history(">").await.context("KV watch")?;
+    let mut latest: HashMap<String, Option<ServiceState>> = HashMap::new();
+    loop {
+        let entry = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .context("KV load timed out")?;
+        let Some(entry) = entry else { break };
+        let entry = entry.context("KV watch entry")?;
+        let value = match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<ServiceState>(&entry.value) {
+                Ok(s) if s.service.as_str() == entry.key => Some(s),
+                _ => {
+                    tracing::warn!(key = %entry.key, "skipping unreadable KV entry");
+                    None
+                }
+            },
+            _ => None,
+        };
+        latest.insert(entry.key, value);
+        if entry.delta == 0 {
+            break;
+        }
+    }
+    Ok(latest.into_values().flatten().collect())
+}
+
+/// Latest state per service waiting to be written. Writes coalesce: if a service changes
+/// twice before the writer gets to it, only the newer state is written.
+#[derive(Default)]
+pub struct PendingWrites {
+    map: Mutex<HashMap<String, Bytes>>,
+    notify: Notify,
+}
+
+impl PendingWrites {
+    pub fn put(&self, state: &ServiceState) {
+        let Ok(bytes) = serde_json::to_vec(state) else { return };
+        if let Ok(mut map) = self.map.lock() {
+            map.insert(state.service.to_string(), Bytes::from(bytes));
+        }
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> HashMap<String, Bytes> {
+        self.map.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+
+    /// Puts a failed write back unless a newer state arrived meanwhile.
+    fn retry(&self, key: String, value: Bytes) {
+        if let Ok(mut map) = self.map.lock() {
+            map.entry(key).or_insert(value);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.lock().map(|m| m.is_empty()).unwrap_or(true)
+    }
+}
+
+/// Writes pending states to KV until cancelled, then makes a bounded last attempt.
+pub async fn run_writer(
+    kv: kv::Store,
+    pending: Arc<PendingWrites>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = pending.notify.notified() => {}
+            () = cancel.cancelled() => break,
+        }
+        if !write_all(&kv, &pending, &metrics).await {
+            // NATS is away: back off instead of spinning, keep what is pending.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => pending.notify.notify_one(),
+                () = cancel.cancelled() => break,
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), write_all(&kv, &pending, &metrics)).await;
+}
+
+/// Returns false if any write failed (those are kept for a retry).
+async fn write_all(kv: &kv::Store, pending: &PendingWrites, metrics: &Metrics) -> bool {
+    let mut ok = true;
+    for (key, value) in pending.take() {
+        if !ok {
+            pending.retry(key, value);
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_secs(2), kv.put(&key, value.clone())).await {
+            Ok(Ok(_)) => {}
+            outcome => {
+                metrics.kv_write_errors.inc();
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                tracing::warn!(key, error, "KV write failed; will retry");
+                pending.retry(key, value);
+                ok = false;
+            }
+        }
+    }
+    ok
+}

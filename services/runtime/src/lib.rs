@@ -1,0 +1,135 @@
+//! What every Vitals binary shares: one shutdown signal, tracing setup, the NATS
+//! connection policy and an epoch-aligned monotonic clock.
+
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Resolves on ctrl-c (SIGINT) or SIGTERM (`docker stop`), whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down"),
+        () = term => tracing::info!(signal = "SIGTERM", "shutting down"),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); colour only on a terminal.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
+
+/// Credentials for a NATS user, when the server requires them.
+#[derive(Debug, Clone, Default)]
+pub struct NatsAuth {
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The connection policy every part uses: connect even if the server is not up yet,
+/// reconnect forever with a short capped backoff, and notice a dead server within
+/// seconds (pings), so outages are short and visible.
+pub fn nats_options(client_name: &str, auth: &NatsAuth) -> async_nats::ConnectOptions {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(client_name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(2))
+        .ping_interval(Duration::from_secs(2))
+        .reconnect_delay_callback(reconnect_delay);
+    if let (Some(user), Some(password)) = (&auth.user, &auth.password) {
+        opts = opts.user_and_password(user.clone(), password.clone());
+    }
+    opts
+}
+
+/// 50 ms, doubling to at most 1 s, with jitter so many clients do not reconnect in step.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let base = 50u64.saturating_mul(1 << attempts.min(5)).min(1_000);
+    let jitter = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) % (base / 4 + 1));
+    Duration::from_millis(base + jitter)
+}
+
+/// Wall-clock epoch milliseconds that never go backwards: a monotonic clock anchored
+/// to the epoch once at start. Uses tokio's clock, so `tokio::time::pause` drives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: tokio::time::Instant,
+    start_epoch_ms: u64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            start_epoch_ms: epoch_ms(),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.start_epoch_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The system's wall clock, epoch ms (may jump; use [`Clock`] for judging time).
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delay_is_short_capped_and_jittered() {
+        assert!(reconnect_delay(0) >= Duration::from_millis(50));
+        assert!(reconnect_delay(0) < Duration::from_millis(70));
+        for n in [5, 10, 1000, usize::MAX] {
+            let d = reconnect_delay(n);
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_millis(1_250), "{d:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_follows_tokio_time() {
+        let c = Clock::new();
+        let t0 = c.now_ms();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(c.now_ms() - t0, 5_000);
+    }
+}
