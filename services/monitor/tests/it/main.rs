@@ -1,1 +1,7 @@
+//! Monitor integration tests: real nats-server, real monitor and simulator processes.
 
+mod helpers;
+mod hostile;
+mod pipeline;
+mod restarts;
+mod signals;

@@ -1,0 +1,109 @@
+//! The monitor and nats-server restarted under traffic: state comes back from KV and
+//! nobody alive is called DOWN.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use vitals_protocol::{Status, subjects};
+use vitals_testkit::{NatsServer, SOON, collect_for, next_json_within, wait_until};
+
+use crate::helpers::*;
+
+fn downs(msgs: &[async_nats::Message]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.subject.starts_with("health.status."))
+        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
+        .filter(|v| v["status"] == "DOWN")
+        .filter_map(|v| v["service"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn monitor_killed_and_restarted_restores_state_without_false_alarms() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let mut monitor = Monitor::start(&nats, &[]).await?;
+    // 60 services from one process, plus one that will die while the monitor is away.
+    let url = nats.url();
+    let load = vitals_testkit::ChildProc::spawn(
+        "simulator",
+        &["--count", "60", "--prefix", "load-", "--nats-url", &url, "--http-addr", "127.0.0.1:0", "--interval-ms", "200"],
+        &[],
+    )?;
+    let mut victim = simulator(&nats, "victim", &[]).await?;
+    let names: Vec<String> = (0..60).map(|i| format!("load-{i}")).collect();
+    let wanted: Vec<&str> = names.iter().map(String::as_str).chain(["victim"]).collect();
+    wait_all(&monitor, &wanted, Status::Healthy).await?;
+
+    let mut events = client.subscribe("health.*.*").await?;
+    client.flush().await?;
+    monitor.proc.signal(Signal::SIGKILL)?;
+    monitor.proc.kill();
+    victim.kill(); // a real outage while nobody watches
+
+    let restarted = Monitor::start(&nats, &[]).await?;
+    // Restored from KV: every service is known at once, with its old status.
+    let snap = restarted.status().await?;
+    assert_eq!(snap.services.len(), 61, "{snap:#?}");
+    assert!(snap.services.iter().all(|s| s.status == Status::Healthy));
+    // The real outage is still found; the live services are left alone.
+    let seen = wait_status(&mut events, "victim", Status::Down, Duration::from_secs(15)).await?;
+    let later = collect_for(&mut events, Duration::from_secs(4)).await;
+    let seen_downs: Vec<String> = seen
+        .iter()
+        .filter(|(s, v)| s.starts_with("health.status.") && v["status"] == "DOWN")
+        .filter_map(|(_, v)| v["service"].as_str().map(str::to_owned))
+        .chain(downs(&later))
+        .collect();
+    assert_eq!(seen_downs, vec!["victim"]);
+    let firing: Vec<_> = seen
+        .iter()
+        .filter(|(s, v)| s.starts_with("health.alert.") && v["state"] == "firing")
+        .collect();
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    drop(load);
+    Ok(())
+}
+
+#[tokio::test]
+async fn nats_server_restart_reconnects_everyone_without_a_down_storm() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let monitor = Monitor::start(&nats, &[]).await?;
+    let names = ["auth", "billing", "notifications", "analytics"];
+    let mut sims = Vec::new();
+    for name in names {
+        sims.push(simulator(&nats, name, &[]).await?);
+    }
+    wait_all(&monitor, &names, Status::Healthy).await?;
+
+    nats.kill();
+    // The outage lasts longer than the heartbeat timeout.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    nats.restart()?;
+    let client = nats.client().await?;
+    let mut events = client.subscribe("health.*.*").await?;
+    client.flush().await?;
+    // The monitor is back when its heartbeat is.
+    let mut hb = client.subscribe(subjects::HEARTBEAT).await?;
+    next_json_within(&mut hb, SOON).await?;
+    // Samples flow again from every simulator.
+    let fresh = wait_until(SOON, || async {
+        let snap = monitor.status().await.ok()?;
+        let now = vitals_runtime::epoch_ms();
+        snap.services
+            .iter()
+            .all(|s| s.last_seen_ms.is_some_and(|t| now.saturating_sub(t) < 1_000))
+            .then_some(())
+    })
+    .await;
+    assert!(fresh.is_some(), "samples did not resume: {:#?}", monitor.status().await?);
+    let after = collect_for(&mut events, Duration::from_secs(5)).await;
+    assert!(downs(&after).is_empty(), "{:?}", downs(&after));
+    let snap = monitor.status().await?;
+    assert!(snap.services.iter().all(|s| s.status == Status::Healthy), "{snap:#?}");
+    // JetStream is on disk: the KV state survived the server restart.
+    let js = async_nats::jetstream::new(client.clone());
+    let kv = js.get_key_value(subjects::KV_BUCKET).await?;
+    assert!(kv.get("auth").await?.is_some());
+    Ok(())
+}
