@@ -15,7 +15,11 @@ use crate::rules::Rules;
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9100";
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "monitor", version, about = "Vitals monitor: judges service health from metrics on NATS")]
+#[command(
+    name = "monitor",
+    version,
+    about = "Vitals monitor: judges service health from metrics on NATS"
+)]
 pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
@@ -108,7 +112,10 @@ pub fn parse_rules(text: &str, timeout_override: Option<u64>) -> Result<RuleSets
     let mut base = toml::Table::try_from(Rules::default()).context("encoding default rules")?;
     merge(&mut base, file);
     if let Some(ms) = timeout_override {
-        base.insert("heartbeat_timeout_ms".into(), toml::Value::Integer(ms as i64));
+        base.insert(
+            "heartbeat_timeout_ms".into(),
+            toml::Value::Integer(ms as i64),
+        );
     }
     let defaults: Rules = base.clone().try_into().context("invalid rules")?;
     defaults.validate().map_err(anyhow::Error::msg)?;
@@ -170,7 +177,10 @@ mod tests {
         assert_eq!(d.cpu.clear_below, 75.0, "unset keys keep their default");
         let b = &o["billing"];
         assert_eq!(b.latency.fire_above, 800.0);
-        assert_eq!(b.cpu.fire_above, 90.0, "overrides start from the file's defaults");
+        assert_eq!(
+            b.cpu.fire_above, 90.0,
+            "overrides start from the file's defaults"
+        );
         assert_eq!(b.heartbeat_timeout_ms, 5000);
     }
 

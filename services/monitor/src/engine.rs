@@ -199,7 +199,12 @@ impl Engine {
             MapEntry::Occupied(e) => e.into_mut(),
             MapEntry::Vacant(e) => {
                 let rules = rules.unwrap_or_else(|| self.cfg.defaults.clone());
-                e.insert(Tracked::new(sample.service.clone(), rules, &self.cfg, now_ms))
+                e.insert(Tracked::new(
+                    sample.service.clone(),
+                    rules,
+                    &self.cfg,
+                    now_ms,
+                ))
             }
         };
         t.check_seq(&sample.instance, sample.seq)?;
@@ -328,7 +333,9 @@ impl Tracked {
     }
 
     fn is_down(&self) -> bool {
-        self.alerts.iter().any(|a| a.alert == AlertName::ServiceDown)
+        self.alerts
+            .iter()
+            .any(|a| a.alert == AlertName::ServiceDown)
     }
 
     /// Refuses a `seq` at or below the last one from the same instance. `seq` 0 is a
@@ -350,7 +357,12 @@ impl Tracked {
         }
     }
 
-    fn judge_thresholds(&mut self, now_ms: u64, scratch: &mut Vec<f32>, out: &mut Vec<Event>) -> bool {
+    fn judge_thresholds(
+        &mut self,
+        now_ms: u64,
+        scratch: &mut Vec<f32>,
+        out: &mut Vec<Event>,
+    ) -> bool {
         let mut changed = false;
         for (i, metric) in Metric::ALL.into_iter().enumerate() {
             let value = match metric {
@@ -367,7 +379,9 @@ impl Tracked {
             };
             let rule = *self.rules.threshold(metric);
             match self.thresholds[i].observe(&rule, value) {
-                Some(Edge::Fire) => changed |= self.fire(metric.alert(), value, rule.fire_above, now_ms, out),
+                Some(Edge::Fire) => {
+                    changed |= self.fire(metric.alert(), value, rule.fire_above, now_ms, out)
+                }
                 Some(Edge::Resolve) => changed |= self.resolve(metric.alert(), value, now_ms, out),
                 None => {}
             }
@@ -377,13 +391,23 @@ impl Tracked {
 
     /// Marks the service DOWN: its threshold alerts resolve (there is no data to judge
     /// them by) and SERVICE_DOWN fires. Returns whether anything changed.
-    fn go_down(&mut self, reason: String, silence_s: f64, now_ms: u64, out: &mut Vec<Event>) -> bool {
+    fn go_down(
+        &mut self,
+        reason: String,
+        silence_s: f64,
+        now_ms: u64,
+        out: &mut Vec<Event>,
+    ) -> bool {
         if self.is_down() {
             return false;
         }
         for (i, metric) in Metric::ALL.into_iter().enumerate() {
             if self.thresholds[i].firing {
-                let value = self.alerts.iter().find(|a| a.alert == metric.alert()).map_or(0.0, |a| a.value);
+                let value = self
+                    .alerts
+                    .iter()
+                    .find(|a| a.alert == metric.alert())
+                    .map_or(0.0, |a| a.value);
                 self.resolve(metric.alert(), value, now_ms, out);
             }
             self.thresholds[i].reset();
@@ -393,7 +417,14 @@ impl Tracked {
         self.fire(AlertName::ServiceDown, silence_s, threshold_s, now_ms, out)
     }
 
-    fn fire(&mut self, alert: AlertName, value: f64, threshold: f64, now_ms: u64, out: &mut Vec<Event>) -> bool {
+    fn fire(
+        &mut self,
+        alert: AlertName,
+        value: f64,
+        threshold: f64,
+        now_ms: u64,
+        out: &mut Vec<Event>,
+    ) -> bool {
         if self.alerts.iter().any(|a| a.alert == alert) {
             return false;
         }
@@ -526,7 +557,12 @@ fn describe_alert(a: &ActiveAlert) -> String {
         .iter()
         .find(|m| m.alert() == a.alert)
         .map_or("value", |m| m.field());
-    format!("{}: {field} {:.3} > {}", a.alert.as_str(), a.value, a.threshold)
+    format!(
+        "{}: {field} {:.3} > {}",
+        a.alert.as_str(),
+        a.value,
+        a.threshold
+    )
 }
 
 #[cfg(test)]

@@ -43,7 +43,10 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Json<serde_json::Value> {
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
         .into_response()

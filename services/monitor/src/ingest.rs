@@ -11,9 +11,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use vitals_protocol::{
-    MonitorHeartbeat, Refusal, RefusalReason, Snapshot, parse_sample, subjects,
-};
+use vitals_protocol::{MonitorHeartbeat, Refusal, RefusalReason, Snapshot, parse_sample, subjects};
 use vitals_runtime::Clock;
 
 use crate::engine::{Engine, Event};
@@ -118,7 +116,12 @@ impl Ingest {
         }
     }
 
-    fn on_message(&mut self, msg: &async_nats::Message, out: &mut Vec<Event>, log: &mut RefusalLog) {
+    fn on_message(
+        &mut self,
+        msg: &async_nats::Message,
+        out: &mut Vec<Event>,
+        log: &mut RefusalLog,
+    ) {
         let started = Instant::now();
         let now = self.clock.now_ms();
         let token = subjects::service_of_metrics(&msg.subject).unwrap_or("");
@@ -140,7 +143,9 @@ impl Ingest {
                 log.note(&refusal, &msg.subject);
             }
         }
-        self.metrics.eval_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .eval_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 
     fn flush(&mut self, out: &mut Vec<Event>) {
@@ -150,7 +155,9 @@ impl Ingest {
                     tracing::info!(service = %c.service, status = %c.status, previous = %c.previous, reasons = ?c.reasons, "status changed");
                     self.metrics
                         .transitions
-                        .get_or_create(&StatusLabel { status: c.status.as_str() })
+                        .get_or_create(&StatusLabel {
+                            status: c.status.as_str(),
+                        })
                         .inc();
                 }
                 Event::Alert(a) => {
@@ -161,7 +168,10 @@ impl Ingest {
                     tracing::info!(service = %a.service, alert = %a.alert, state, value = a.value, "alert");
                     self.metrics
                         .alerts
-                        .get_or_create(&AlertLabel { alert: a.alert.as_str(), state })
+                        .get_or_create(&AlertLabel {
+                            alert: a.alert.as_str(),
+                            state,
+                        })
                         .inc();
                 }
                 Event::Summary(_) | Event::Stored(_) => {}
@@ -273,4 +283,3 @@ impl RefusalLog {
         *suppressed = 0;
     }
 }
-

@@ -85,7 +85,10 @@ pub async fn run(
         .subscribe(subjects::METRICS_ALL)
         .await
         .context("subscribing to metrics.*")?;
-    let Some(kv) = retry_until_cancelled(&cancel, "setting up JetStream", || store::ensure(&js, &limits)).await
+    let Some(kv) = retry_until_cancelled(&cancel, "setting up JetStream", || {
+        store::ensure(&js, &limits)
+    })
+    .await
     else {
         return finish(client, server, tracker).await;
     };
@@ -115,8 +118,18 @@ pub async fn run(
 
     let kv_writes = Arc::new(store::PendingWrites::default());
     let (outbox, outbox_rx) = publish::Outbox::new(config.publish_queue, metrics.clone());
-    tracker.spawn(publish::run_publisher(client.clone(), outbox_rx, kv_writes.clone(), metrics.clone()));
-    tracker.spawn(store::run_writer(kv, kv_writes, metrics.clone(), cancel.clone()));
+    tracker.spawn(publish::run_publisher(
+        client.clone(),
+        outbox_rx,
+        kv_writes.clone(),
+        metrics.clone(),
+    ));
+    tracker.spawn(store::run_writer(
+        kv,
+        kv_writes,
+        metrics.clone(),
+        cancel.clone(),
+    ));
 
     let ingest = Ingest {
         engine,
@@ -150,7 +163,10 @@ type Server = tokio::task::JoinHandle<std::io::Result<()>>;
 /// Waits (bounded) for background work, then drains the NATS connection.
 async fn finish(client: async_nats::Client, server: Server, tracker: TaskTracker) -> Result<()> {
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("background tasks did not finish in time");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
@@ -199,7 +215,11 @@ async fn connect(
         .with_context(|| format!("connecting to NATS at {}", config.nats_url))
 }
 
-async fn retry_until_cancelled<T, F, Fut>(cancel: &CancellationToken, what: &str, mut f: F) -> Option<T>
+async fn retry_until_cancelled<T, F, Fut>(
+    cancel: &CancellationToken,
+    what: &str,
+    mut f: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,

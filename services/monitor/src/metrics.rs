@@ -70,18 +70,29 @@ impl Metrics {
         // Every refusal reason, status and alert appears from the start (as 0), so a
         // dashboard or alert rule never sees a series appear out of nowhere.
         for r in RefusalReason::ALL {
-            let _ = m.refusals.get_or_create(&ReasonLabel { reason: r.as_str() });
+            let _ = m
+                .refusals
+                .get_or_create(&ReasonLabel { reason: r.as_str() });
         }
         for s in [Status::Healthy, Status::Degraded, Status::Down] {
-            let _ = m.transitions.get_or_create(&StatusLabel { status: s.as_str() });
+            let _ = m
+                .transitions
+                .get_or_create(&StatusLabel { status: s.as_str() });
         }
         for a in AlertName::ALL {
             for state in ["firing", "resolved"] {
-                let _ = m.alerts.get_or_create(&AlertLabel { alert: a.as_str(), state });
+                let _ = m.alerts.get_or_create(&AlertLabel {
+                    alert: a.as_str(),
+                    state,
+                });
             }
         }
         registry.register("samples", "Samples accepted", m.samples.clone());
-        registry.register("refused_samples", "Samples refused, by reason", m.refusals.clone());
+        registry.register(
+            "refused_samples",
+            "Samples refused, by reason",
+            m.refusals.clone(),
+        );
         registry.register(
             "slow_consumer_drops",
             "Messages the NATS client dropped because the monitor read too slowly",
@@ -92,26 +103,60 @@ impl Metrics {
             "Outbound events dropped because the publish queue was full",
             m.publish_drops.clone(),
         );
-        registry.register("publish_errors", "Failed publishes", m.publish_errors.clone());
-        registry.register("kv_write_errors", "Failed KV writes (retried)", m.kv_write_errors.clone());
+        registry.register(
+            "publish_errors",
+            "Failed publishes",
+            m.publish_errors.clone(),
+        );
+        registry.register(
+            "kv_write_errors",
+            "Failed KV writes (retried)",
+            m.kv_write_errors.clone(),
+        );
         registry.register(
             "clock_skew_samples",
             "Accepted samples whose ts_ms is more than 5 minutes off the monitor's clock",
             m.clock_skew.clone(),
         );
-        registry.register("transitions", "Status changes, by new status", m.transitions.clone());
-        registry.register("alert_events", "Alert events, by alert and state", m.alerts.clone());
+        registry.register(
+            "transitions",
+            "Status changes, by new status",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "alert_events",
+            "Alert events, by alert and state",
+            m.alerts.clone(),
+        );
         registry.register("services", "Services tracked", m.services.clone());
-        registry.register("nats_connected", "1 while connected to NATS", m.nats_connected.clone());
-        registry.register("nats_reconnects", "NATS reconnections", m.reconnects.clone());
-        registry.register("snapshot_requests", "Snapshot requests served", m.snapshot_requests.clone());
-        registry.register("eval_seconds", "Time to judge one sample", m.eval_seconds.clone());
+        registry.register(
+            "nats_connected",
+            "1 while connected to NATS",
+            m.nats_connected.clone(),
+        );
+        registry.register(
+            "nats_reconnects",
+            "NATS reconnections",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "snapshot_requests",
+            "Snapshot requests served",
+            m.snapshot_requests.clone(),
+        );
+        registry.register(
+            "eval_seconds",
+            "Time to judge one sample",
+            m.eval_seconds.clone(),
+        );
         Self { registry, ..m }
     }
 
     pub fn refused(&self, reason: RefusalReason) {
         self.refusals
-            .get_or_create(&ReasonLabel { reason: reason.as_str() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
             .inc();
     }
 
@@ -119,7 +164,10 @@ impl Metrics {
         RefusalReason::ALL
             .iter()
             .map(|r| {
-                let n = self.refusals.get_or_create(&ReasonLabel { reason: r.as_str() }).get();
+                let n = self
+                    .refusals
+                    .get_or_create(&ReasonLabel { reason: r.as_str() })
+                    .get();
                 (r.as_str().to_owned(), n)
             })
             .collect()
@@ -152,7 +200,9 @@ mod tests {
         assert!(text.contains("vitals_monitor_samples_total 1"), "{text}");
         assert!(text.contains("vitals_monitor_refused_samples_total{reason=\"bad_name\"} 1"));
         assert!(text.contains("vitals_monitor_refused_samples_total{reason=\"invalid_json\"} 0"));
-        assert!(text.contains("vitals_monitor_alert_events_total{alert=\"SERVICE_DOWN\",state=\"firing\"} 0"));
+        assert!(text.contains(
+            "vitals_monitor_alert_events_total{alert=\"SERVICE_DOWN\",state=\"firing\"} 0"
+        ));
         assert_eq!(m.refusal_counts()["bad_name"], 1);
     }
 }

@@ -47,9 +47,15 @@ pub async fn run_publisher(
     while let Some(item) = rx.recv().await {
         let (subject, payload) = match &item {
             Outbound::Heartbeat(hb) => (subjects::HEARTBEAT.to_owned(), serde_json::to_vec(hb)),
-            Outbound::Event(Event::Status(c)) => (subjects::status(&c.service), serde_json::to_vec(c)),
-            Outbound::Event(Event::Alert(a)) => (subjects::alert(&a.service), serde_json::to_vec(a)),
-            Outbound::Event(Event::Summary(s)) => (subjects::summary(&s.service), serde_json::to_vec(s)),
+            Outbound::Event(Event::Status(c)) => {
+                (subjects::status(&c.service), serde_json::to_vec(c))
+            }
+            Outbound::Event(Event::Alert(a)) => {
+                (subjects::alert(&a.service), serde_json::to_vec(a))
+            }
+            Outbound::Event(Event::Summary(s)) => {
+                (subjects::summary(&s.service), serde_json::to_vec(s))
+            }
             Outbound::Event(Event::Stored(state)) => {
                 kv_writes.put(state);
                 continue;

@@ -22,7 +22,12 @@ fn yes() -> bool {
 }
 
 impl ThresholdRule {
-    pub const fn new(fire_above: f64, clear_below: f64, for_samples: u32, clear_samples: u32) -> Self {
+    pub const fn new(
+        fire_above: f64,
+        clear_below: f64,
+        for_samples: u32,
+        clear_samples: u32,
+    ) -> Self {
         Self {
             enabled: true,
             fire_above,
@@ -40,7 +45,9 @@ impl ThresholdRule {
             return Err(format!("{name}: clear_below must not exceed fire_above"));
         }
         if self.for_samples == 0 || self.clear_samples == 0 {
-            return Err(format!("{name}: for_samples and clear_samples must be at least 1"));
+            return Err(format!(
+                "{name}: for_samples and clear_samples must be at least 1"
+            ));
         }
         Ok(())
     }
@@ -227,24 +234,34 @@ mod tests {
 
     #[test]
     fn hovering_at_the_threshold_never_flaps() {
-        let values: Vec<f64> = (0..1000).map(|i| if i % 2 == 0 { 86.0 } else { 84.0 }).collect();
+        let values: Vec<f64> = (0..1000)
+            .map(|i| if i % 2 == 0 { 86.0 } else { 84.0 })
+            .collect();
         assert_eq!(run(&values), vec![]);
     }
 
     #[test]
     fn alternating_input_has_bounded_transitions() {
         // 3 high, 3 low, repeated: the worst case for these counts.
-        let values: Vec<f64> = (0..600).map(|i| if (i / 3) % 2 == 0 { 95.0 } else { 10.0 }).collect();
+        let values: Vec<f64> = (0..600)
+            .map(|i| if (i / 3) % 2 == 0 { 95.0 } else { 10.0 })
+            .collect();
         let edges = run(&values);
         // Never more than one edge per for/clear period.
         assert!(edges.len() <= values.len() / 3);
-        assert!(edges.windows(2).all(|w| w[0].1 != w[1].1), "edges alternate");
+        assert!(
+            edges.windows(2).all(|w| w[0].1 != w[1].1),
+            "edges alternate"
+        );
     }
 
     #[test]
     fn disabling_a_firing_rule_resolves_it() {
         let mut s = ThresholdState::firing();
-        let off = ThresholdRule { enabled: false, ..CPU };
+        let off = ThresholdRule {
+            enabled: false,
+            ..CPU
+        };
         assert_eq!(s.observe(&off, 99.0), Some(Edge::Resolve));
         assert_eq!(s.observe(&off, 99.0), None);
     }

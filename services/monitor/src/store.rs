@@ -90,7 +90,9 @@ pub struct PendingWrites {
 
 impl PendingWrites {
     pub fn put(&self, state: &ServiceState) {
-        let Ok(bytes) = serde_json::to_vec(state) else { return };
+        let Ok(bytes) = serde_json::to_vec(state) else {
+            return;
+        };
         if let Ok(mut map) = self.map.lock() {
             map.insert(state.service.to_string(), Bytes::from(bytes));
         }
@@ -98,7 +100,10 @@ impl PendingWrites {
     }
 
     fn take(&self) -> HashMap<String, Bytes> {
-        self.map.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+        self.map
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
     }
 
     /// Puts a failed write back unless a newer state arrived meanwhile.

@@ -64,7 +64,11 @@ impl Window {
         while self.points.front().is_some_and(|p| p.at_ms < start) {
             self.points.pop_front();
         }
-        while self.down_periods.front().is_some_and(|&(_, end)| end < start) {
+        while self
+            .down_periods
+            .front()
+            .is_some_and(|&(_, end)| end < start)
+        {
             self.down_periods.pop_front();
         }
     }
@@ -111,7 +115,11 @@ impl Window {
             .max(self.watched_since_ms);
         let span = now_ms.saturating_sub(start);
         if span == 0 {
-            return if self.down_since.is_some() { 0.0 } else { 100.0 };
+            return if self.down_since.is_some() {
+                0.0
+            } else {
+                100.0
+            };
         }
         let overlap = |a: u64, b: u64| b.min(now_ms).saturating_sub(a.max(start));
         let down: u64 = self

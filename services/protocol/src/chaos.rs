@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(r.mode, FaultMode::Latency);
         assert!(r.validate().is_ok());
         for bad in [0.0, -1.0, 1e9] {
-            let r = ChaosRequest { mode: FaultMode::Cpu, for_s: Some(bad) };
+            let r = ChaosRequest {
+                mode: FaultMode::Cpu,
+                for_s: Some(bad),
+            };
             assert!(r.validate().is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<ChaosRequest>(r#"{"mode":"cpu","x":1}"#).is_err());

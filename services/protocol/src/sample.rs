@@ -216,9 +216,9 @@ fn is_acceptable_health_url(url: &str) -> bool {
         Some(rest) => {
             !rest.is_empty()
                 && url.len() <= MAX_URL_LEN
-                && !url
-                    .chars()
-                    .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>')
+                && !url.chars().any(|c| {
+                    c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>'
+                })
         }
         None => false,
     }
@@ -267,7 +267,10 @@ mod tests {
     fn refuses_each_kind_of_bad_input() {
         use RefusalReason::*;
         assert_eq!(reason_for("auth", b""), Empty);
-        assert_eq!(reason_for("auth", &vec![b' '; MAX_SAMPLE_BYTES + 1]), TooLarge);
+        assert_eq!(
+            reason_for("auth", &vec![b' '; MAX_SAMPLE_BYTES + 1]),
+            TooLarge
+        );
         assert_eq!(reason_for("auth", b"{not json"), InvalidJson);
         assert_eq!(reason_for("auth", b"{\"cpu_pct\": NaN}"), InvalidJson);
         assert_eq!(reason_for("auth", &with("cpu_pct", "high".into())), Schema);
@@ -277,18 +280,58 @@ mod tests {
             .unwrap()
             .replace("\"cpu_pct\":1.0", "\"cpu_pct\":1e400");
         assert_eq!(reason_for("auth", huge.as_bytes()), NotFinite);
-        assert_eq!(reason_for("auth", &with("cpu_pct", 100.5.into())), OutOfRange);
-        assert_eq!(reason_for("auth", &with("mem_pct", (-1.0).into())), OutOfRange);
-        assert_eq!(reason_for("auth", &with("latency_ms", (-0.1).into())), OutOfRange);
-        assert_eq!(reason_for("auth", &with("error_rate", 1.5.into())), OutOfRange);
-        assert_eq!(reason_for("auth", &with("service", "billing".into())), SubjectMismatch);
-        assert_eq!(reason_for("auth", &with("service", "<script>".into())), BadName);
-        assert_eq!(reason_for("a.b", &serde_json::to_vec(&good()).unwrap()), BadName);
-        assert_eq!(reason_for("*", &serde_json::to_vec(&good()).unwrap()), BadName);
-        assert_eq!(reason_for("auth", &with("instance", "".into())), BadInstance);
-        assert_eq!(reason_for("auth", &with("instance", "a\nb".into())), BadInstance);
-        for url in ["javascript:alert(1)", "", "http://", "http://x/ y", "ftp://x"] {
-            assert_eq!(reason_for("auth", &with("health_url", url.into())), BadHealthUrl, "{url}");
+        assert_eq!(
+            reason_for("auth", &with("cpu_pct", 100.5.into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("mem_pct", (-1.0).into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("latency_ms", (-0.1).into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("error_rate", 1.5.into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("service", "billing".into())),
+            SubjectMismatch
+        );
+        assert_eq!(
+            reason_for("auth", &with("service", "<script>".into())),
+            BadName
+        );
+        assert_eq!(
+            reason_for("a.b", &serde_json::to_vec(&good()).unwrap()),
+            BadName
+        );
+        assert_eq!(
+            reason_for("*", &serde_json::to_vec(&good()).unwrap()),
+            BadName
+        );
+        assert_eq!(
+            reason_for("auth", &with("instance", "".into())),
+            BadInstance
+        );
+        assert_eq!(
+            reason_for("auth", &with("instance", "a\nb".into())),
+            BadInstance
+        );
+        for url in [
+            "javascript:alert(1)",
+            "",
+            "http://",
+            "http://x/ y",
+            "ftp://x",
+        ] {
+            assert_eq!(
+                reason_for("auth", &with("health_url", url.into())),
+                BadHealthUrl,
+                "{url}"
+            );
         }
     }
 

@@ -81,13 +81,30 @@ mod tests {
 
     #[test]
     fn wire_spellings_match_the_contract() {
-        for s in [Status::Unknown, Status::Healthy, Status::Degraded, Status::Down] {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        for s in [
+            Status::Unknown,
+            Status::Healthy,
+            Status::Degraded,
+            Status::Down,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         for a in AlertName::ALL {
-            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{}\"", a.as_str()));
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
         }
-        assert_eq!(serde_json::to_string(&AlertState::Firing).unwrap(), "\"firing\"");
-        assert_eq!(serde_json::to_string(&AlertState::Resolved).unwrap(), "\"resolved\"");
+        assert_eq!(
+            serde_json::to_string(&AlertState::Firing).unwrap(),
+            "\"firing\""
+        );
+        assert_eq!(
+            serde_json::to_string(&AlertState::Resolved).unwrap(),
+            "\"resolved\""
+        );
     }
 }

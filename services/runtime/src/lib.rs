@@ -121,7 +121,10 @@ mod tests {
         assert!(reconnect_delay(0) < Duration::from_millis(70));
         for n in [5, 10, 1000, usize::MAX] {
             let d = reconnect_delay(n);
-            assert!(d >= Duration::from_secs(1) && d <= Duration::from_millis(1_250), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_millis(1_250),
+                "{d:?}"
+            );
         }
     }
 

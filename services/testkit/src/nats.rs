@@ -70,8 +70,12 @@ impl NatsServer {
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null()),
             );
-        cmd.spawn()
-            .with_context(|| format!("starting {:?} (run `make test` to install it)", nats_server_bin()))
+        cmd.spawn().with_context(|| {
+            format!(
+                "starting {:?} (run `make test` to install it)",
+                nats_server_bin()
+            )
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -87,7 +91,9 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> Result<async_nats::Client> {
-        async_nats::connect(self.url()).await.context("connecting to test nats-server")
+        async_nats::connect(self.url())
+            .await
+            .context("connecting to test nats-server")
     }
 
     /// SIGKILL: the server's sockets close at once. JetStream data stays on disk.
@@ -146,7 +152,10 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("nats-server did not accept connections within 10 s:\n{}", self.log())
+        bail!(
+            "nats-server did not accept connections within 10 s:\n{}",
+            self.log()
+        )
     }
 }
 

@@ -77,7 +77,10 @@ impl ChildProc {
     /// Waits for a log line containing `needle`; returns that line.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String> {
         let found = crate::wait_until(timeout, || async {
-            self.logs().lines().find(|l| l.contains(needle)).map(str::to_owned)
+            self.logs()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned)
         })
         .await;
         found.with_context(|| {
@@ -100,7 +103,8 @@ impl ChildProc {
     }
 
     pub fn signal(&self, sig: Signal) -> Result<()> {
-        kill(Pid::from_raw(self.pid() as i32), sig).with_context(|| format!("{sig} to {}", self.name))
+        kill(Pid::from_raw(self.pid() as i32), sig)
+            .with_context(|| format!("{sig} to {}", self.name))
     }
 
     /// SIGKILL and reap.

@@ -94,18 +94,27 @@ fn first_sample_makes_a_service_healthy() {
     let ev = feed(&mut e, &sample("auth", 0), 100);
     assert_eq!(statuses(&ev), vec![(Status::Unknown, Status::Healthy)]);
     assert!(matches!(&ev[0], Event::Status(c) if c.reasons == ["first sample"]));
-    assert!(ev.iter().any(|e| matches!(e, Event::Stored(s) if s.status == Status::Healthy)));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Stored(s) if s.status == Status::Healthy))
+    );
     // The next healthy sample changes nothing worth publishing.
     let ev = feed(&mut e, &sample("auth", 1), 1100);
     assert!(statuses(&ev).is_empty() && alerts(&ev).is_empty());
-    assert!(!ev.iter().any(|e| matches!(e, Event::Stored(_))), "KV is written on change only");
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Stored(_))),
+        "KV is written on change only"
+    );
 }
 
 #[test]
 fn threshold_alert_needs_its_for_count_and_clears_below_the_band() {
     let mut e = engine();
     feed(&mut e, &sample("auth", 0), 0);
-    let hot = |seq, cpu| MetricSample { cpu_pct: cpu, ..sample("auth", seq) };
+    let hot = |seq, cpu| MetricSample {
+        cpu_pct: cpu,
+        ..sample("auth", seq)
+    };
     assert!(alerts(&feed(&mut e, &hot(1, 90.0), 1000)).is_empty());
     assert!(alerts(&feed(&mut e, &hot(2, 90.0), 2000)).is_empty());
     let ev = feed(&mut e, &hot(3, 90.0), 3000);
@@ -114,7 +123,11 @@ fn threshold_alert_needs_its_for_count_and_clears_below_the_band() {
     let Some(Event::Status(change)) = ev.iter().find(|e| matches!(e, Event::Status(_))) else {
         unreachable!()
     };
-    assert!(change.reasons[0].starts_with("HIGH_CPU: cpu_pct 90"), "{:?}", change.reasons);
+    assert!(
+        change.reasons[0].starts_with("HIGH_CPU: cpu_pct 90"),
+        "{:?}",
+        change.reasons
+    );
     // In the band (75..85) it stays firing, however long.
     for seq in 4..20 {
         assert!(alerts(&feed(&mut e, &hot(seq, 80.0), seq * 1000)).is_empty());
@@ -122,13 +135,17 @@ fn threshold_alert_needs_its_for_count_and_clears_below_the_band() {
     assert!(alerts(&feed(&mut e, &hot(20, 50.0), 20_000)).is_empty());
     assert!(alerts(&feed(&mut e, &hot(21, 50.0), 21_000)).is_empty());
     let ev = feed(&mut e, &hot(22, 50.0), 22_000);
-    assert_eq!(alerts(&ev), vec![(AlertName::HighCpu, AlertState::Resolved)]);
+    assert_eq!(
+        alerts(&ev),
+        vec![(AlertName::HighCpu, AlertState::Resolved)]
+    );
     assert_eq!(statuses(&ev), vec![(Status::Degraded, Status::Healthy)]);
 }
 
 #[test]
 fn every_metric_has_its_alert() {
-    let cases: [(fn(&mut MetricSample), AlertName); 4] = [
+    type Mutate = fn(&mut MetricSample);
+    let cases: [(Mutate, AlertName); 4] = [
         (|s| s.cpu_pct = 99.0, AlertName::HighCpu),
         (|s| s.mem_pct = 95.0, AlertName::HighMemory),
         (|s| s.latency_ms = 900.0, AlertName::HighLatency),
@@ -151,12 +168,24 @@ fn down_after_the_timeout_and_only_then() {
     let mut e = engine();
     run_healthy(&mut e, &["auth"], 0, 0, 10_000); // last sample at 9000
     let ev = tick_until(&mut e, 9_750, 9_000 + T);
-    assert!(statuses(&ev).is_empty(), "exactly the timeout is not yet silence");
+    assert!(
+        statuses(&ev).is_empty(),
+        "exactly the timeout is not yet silence"
+    );
     let ev = tick(&mut e, 9_000 + T + 1);
     assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
-    assert_eq!(alerts(&ev), vec![(AlertName::ServiceDown, AlertState::Firing)]);
-    let Some(Event::Status(c)) = ev.iter().find(|e| matches!(e, Event::Status(_))) else { unreachable!() };
-    assert!(c.reasons[0].starts_with("no sample for 3.0"), "{:?}", c.reasons);
+    assert_eq!(
+        alerts(&ev),
+        vec![(AlertName::ServiceDown, AlertState::Firing)]
+    );
+    let Some(Event::Status(c)) = ev.iter().find(|e| matches!(e, Event::Status(_))) else {
+        unreachable!()
+    };
+    assert!(
+        c.reasons[0].starts_with("no sample for 3.0"),
+        "{:?}",
+        c.reasons
+    );
     // Staying silent changes nothing more.
     let mut later = Vec::new();
     for now in (12_250..60_000).step_by(250) {
@@ -169,7 +198,14 @@ fn down_after_the_timeout_and_only_then() {
 fn stopping_sample_is_down_at_once_with_reason_stopped() {
     let mut e = engine();
     run_healthy(&mut e, &["auth"], 0, 0, 3_000);
-    let ev = feed(&mut e, &MetricSample { stopping: true, ..sample("auth", 3) }, 3_100);
+    let ev = feed(
+        &mut e,
+        &MetricSample {
+            stopping: true,
+            ..sample("auth", 3)
+        },
+        3_100,
+    );
     assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
     assert!(matches!(&ev[..], [Event::Alert(_), Event::Status(c), ..] if c.reasons == ["stopped"]));
     // The timeout later adds nothing.
@@ -190,9 +226,15 @@ fn recovery_needs_consecutive_samples_and_resolves_the_same_alert() {
         _ => None,
     });
     // A restarted instance: new id, seq from 0.
-    let back = |seq| MetricSample { instance: "auth-2".into(), ..sample("auth", seq) };
+    let back = |seq| MetricSample {
+        instance: "auth-2".into(),
+        ..sample("auth", seq)
+    };
     tick_until(&mut e, 1_000 + T + 1, 10_000);
-    assert!(statuses(&feed(&mut e, &back(0), 10_000)).is_empty(), "one sample is not yet recovery");
+    assert!(
+        statuses(&feed(&mut e, &back(0), 10_000)).is_empty(),
+        "one sample is not yet recovery"
+    );
     let ev = feed(&mut e, &back(1), 11_000);
     assert_eq!(statuses(&ev), vec![(Status::Down, Status::Healthy)]);
     let resolved: Vec<_> = ev
@@ -213,7 +255,10 @@ fn a_gap_longer_than_the_timeout_restarts_recovery() {
     feed(&mut e, &sample("auth", 10), 10_000);
     tick_until(&mut e, 10_000, 14_000); // silent again
     let ev = feed(&mut e, &sample("auth", 11), 14_000);
-    assert!(statuses(&ev).is_empty(), "the earlier sample no longer counts");
+    assert!(
+        statuses(&ev).is_empty(),
+        "the earlier sample no longer counts"
+    );
     let ev = feed(&mut e, &sample("auth", 12), 15_000);
     assert_eq!(statuses(&ev), vec![(Status::Down, Status::Healthy)]);
 }
@@ -222,7 +267,14 @@ fn a_gap_longer_than_the_timeout_restarts_recovery() {
 fn going_down_resolves_firing_threshold_alerts() {
     let mut e = engine();
     for seq in 0..3 {
-        feed(&mut e, &MetricSample { cpu_pct: 99.0, ..sample("auth", seq) }, seq * 1000);
+        feed(
+            &mut e,
+            &MetricSample {
+                cpu_pct: 99.0,
+                ..sample("auth", seq)
+            },
+            seq * 1000,
+        );
     }
     let ev = tick_until(&mut e, 2_000, 2_000 + T + 1);
     assert_eq!(
@@ -237,13 +289,22 @@ fn going_down_resolves_firing_threshold_alerts() {
 
 #[test]
 fn grace_after_start_judges_nobody() {
-    let mut e = Engine::new(EngineConfig { grace_ms: 5_000, ..EngineConfig::default() }, 0);
+    let mut e = Engine::new(
+        EngineConfig {
+            grace_ms: 5_000,
+            ..EngineConfig::default()
+        },
+        0,
+    );
     feed(&mut e, &sample("auth", 0), 0);
     for now in (0..5_000).step_by(250) {
         assert!(statuses(&tick(&mut e, now)).is_empty(), "at {now}");
     }
     assert!(e.in_grace(4_999) && !e.in_grace(5_000));
-    assert_eq!(statuses(&tick(&mut e, 5_000)), vec![(Status::Healthy, Status::Down)]);
+    assert_eq!(
+        statuses(&tick(&mut e, 5_000)),
+        vec![(Status::Healthy, Status::Down)]
+    );
 }
 
 #[test]
@@ -315,25 +376,46 @@ fn duplicates_and_replays_are_refused_without_effect() {
     let mut e = engine();
     let mut out = Vec::new();
     e.on_sample(&sample("auth", 5), 0, &mut out).unwrap();
-    assert_eq!(e.on_sample(&sample("auth", 5), 10, &mut out), Err(RefusalReason::Duplicate));
-    assert_eq!(e.on_sample(&sample("auth", 3), 20, &mut out), Err(RefusalReason::Duplicate));
+    assert_eq!(
+        e.on_sample(&sample("auth", 5), 10, &mut out),
+        Err(RefusalReason::Duplicate)
+    );
+    assert_eq!(
+        e.on_sample(&sample("auth", 3), 20, &mut out),
+        Err(RefusalReason::Duplicate)
+    );
     e.on_sample(&sample("auth", 6), 30, &mut out).unwrap();
     // seq 0 from the same instance id: a restart, accepted.
     e.on_sample(&sample("auth", 0), 40, &mut out).unwrap();
     // Another instance has its own sequence.
-    let other = MetricSample { instance: "auth-2".into(), ..sample("auth", 1) };
+    let other = MetricSample {
+        instance: "auth-2".into(),
+        ..sample("auth", 1)
+    };
     e.on_sample(&other, 50, &mut out).unwrap();
     let snap = e.snapshot(60);
-    assert_eq!(snap[0].figures.samples, 4, "refused samples never enter the window");
+    assert_eq!(
+        snap[0].figures.samples, 4,
+        "refused samples never enter the window"
+    );
 }
 
 #[test]
 fn the_service_cap_holds_and_existing_services_are_unaffected() {
-    let mut e = Engine::new(EngineConfig { max_services: 2, ..EngineConfig::default() }, 0);
+    let mut e = Engine::new(
+        EngineConfig {
+            max_services: 2,
+            ..EngineConfig::default()
+        },
+        0,
+    );
     let mut out = Vec::new();
     e.on_sample(&sample("a", 0), 0, &mut out).unwrap();
     e.on_sample(&sample("b", 0), 0, &mut out).unwrap();
-    assert_eq!(e.on_sample(&sample("c", 0), 0, &mut out), Err(RefusalReason::ServiceCap));
+    assert_eq!(
+        e.on_sample(&sample("c", 0), 0, &mut out),
+        Err(RefusalReason::ServiceCap)
+    );
     e.on_sample(&sample("a", 1), 1000, &mut out).unwrap();
     assert_eq!(e.len(), 2);
     assert_eq!(e.status_of("c"), None);
@@ -349,13 +431,21 @@ fn summaries_come_at_most_once_per_interval_and_only_with_news() {
         for k in 0..3 {
             feed(&mut e, &sample("auth", i * 3 + k), now);
         }
-        n += tick(&mut e, now).iter().filter(|e| matches!(e, Event::Summary(_))).count();
+        n += tick(&mut e, now)
+            .iter()
+            .filter(|e| matches!(e, Event::Summary(_)))
+            .count();
     }
     assert_eq!(n, 10, "one per second over 10 s");
     // The samples of the last second still get their summary; then silence brings none.
     assert_eq!(tick(&mut e, 10_000).len(), 1);
     let quiet: usize = (41..60u64)
-        .map(|i| tick(&mut e, i * 250).iter().filter(|e| matches!(e, Event::Summary(_))).count())
+        .map(|i| {
+            tick(&mut e, i * 250)
+                .iter()
+                .filter(|e| matches!(e, Event::Summary(_)))
+                .count()
+        })
         .sum();
     assert_eq!(quiet, 0);
 }
@@ -364,11 +454,16 @@ fn summaries_come_at_most_once_per_interval_and_only_with_news() {
 fn summary_figures_are_over_the_window() {
     let mut e = engine();
     for i in 0..20u64 {
-        let s = MetricSample { latency_ms: (i + 1) as f64 * 10.0, ..sample("auth", i) };
+        let s = MetricSample {
+            latency_ms: (i + 1) as f64 * 10.0,
+            ..sample("auth", i)
+        };
         feed(&mut e, &s, i * 1000);
     }
     let ev = tick(&mut e, 19_000);
-    let Some(Event::Summary(s)) = ev.first() else { panic!("{ev:?}") };
+    let Some(Event::Summary(s)) = ev.first() else {
+        panic!("{ev:?}")
+    };
     assert_eq!(s.figures.samples, 20);
     assert_eq!(s.figures.latency_p95_ms, 190.0);
     assert_eq!(s.figures.latency_ms, 200.0);
@@ -388,11 +483,18 @@ fn per_service_overrides_apply() {
     let mut fired = Vec::new();
     for seq in 0..5 {
         for name in ["batch", "web"] {
-            let s = MetricSample { cpu_pct: 95.0, ..sample(name, seq) };
-            fired.extend(feed(&mut e, &s, seq * 1000).into_iter().filter_map(|e| match e {
-                Event::Alert(a) => Some(a.service.to_string()),
-                _ => None,
-            }));
+            let s = MetricSample {
+                cpu_pct: 95.0,
+                ..sample(name, seq)
+            };
+            fired.extend(
+                feed(&mut e, &s, seq * 1000)
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        Event::Alert(a) => Some(a.service.to_string()),
+                        _ => None,
+                    }),
+            );
         }
     }
     assert_eq!(fired, vec!["web"]);
@@ -404,16 +506,20 @@ fn a_service_that_flaps_between_silence_and_samples_has_bounded_transitions() {
     // bounce on every sample, because recovery needs consecutive samples.
     let mut e = engine();
     let mut ev = Vec::new();
-    let mut seq = 0;
     for cycle in 0..30u64 {
         let start = cycle * 5_000;
-        ev.extend(feed(&mut e, &sample("auth", seq), start));
-        seq += 1;
+        ev.extend(feed(&mut e, &sample("auth", cycle), start));
         for now in (start..start + 5_000).step_by(250) {
             ev.extend(tick(&mut e, now));
         }
     }
-    assert_eq!(statuses(&ev), vec![(Status::Unknown, Status::Healthy), (Status::Healthy, Status::Down)]);
+    assert_eq!(
+        statuses(&ev),
+        vec![
+            (Status::Unknown, Status::Healthy),
+            (Status::Healthy, Status::Down)
+        ]
+    );
 }
 
 // --- property test of the state machine -------------------------------------------

@@ -33,7 +33,11 @@ impl Monitor {
     }
 
     pub async fn status(&self) -> Result<Snapshot> {
-        Ok(reqwest::get(self.url("/api/status")).await?.error_for_status()?.json().await?)
+        Ok(reqwest::get(self.url("/api/status"))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
     }
 
     pub async fn metrics_text(&self) -> Result<String> {
@@ -58,7 +62,10 @@ impl Monitor {
         .await;
         match got {
             Some(v) => Ok(v),
-            None => bail!("{series} did not reach {at_least}: {}", self.counter(series).await?),
+            None => bail!(
+                "{series} did not reach {at_least}: {}",
+                self.counter(series).await?
+            ),
         }
     }
 }
@@ -129,7 +136,10 @@ pub async fn wait_all(monitor: &Monitor, services: &[&str], status: Status) -> R
     .await;
     match got {
         Some(s) => Ok(s),
-        None => bail!("not all of {services:?} became {status}: {:#?}", monitor.status().await?),
+        None => bail!(
+            "not all of {services:?} became {status}: {:#?}",
+            monitor.status().await?
+        ),
     }
 }
 
@@ -138,7 +148,8 @@ pub fn about<'a>(events: &'a [(String, Value)], service: &str) -> Vec<&'a Value>
     events
         .iter()
         .filter(|(subject, _)| {
-            subject == &format!("health.status.{service}") || subject == &format!("health.alert.{service}")
+            subject == &format!("health.status.{service}")
+                || subject == &format!("health.alert.{service}")
         })
         .map(|(_, v)| v)
         .collect()

@@ -16,7 +16,8 @@ fn with(field: &str, value: Value) -> Value {
 }
 
 #[tokio::test]
-async fn malformed_and_hostile_samples_are_refused_and_counted_while_good_ones_flow() -> anyhow::Result<()> {
+async fn malformed_and_hostile_samples_are_refused_and_counted_while_good_ones_flow()
+-> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let client = nats.client().await?;
     let monitor = Monitor::start(&nats, &[]).await?;
@@ -31,28 +32,74 @@ async fn malformed_and_hostile_samples_are_refused_and_counted_while_good_ones_f
         ("metrics.auth", b"{\"cpu_pct\": NaN}".to_vec()),
         ("metrics.auth", Vec::new()),
         ("metrics.auth", vec![b'x'; 1024 * 1024 - 4096]),
-        ("metrics.auth", serde_json::to_vec(&with("cpu_pct", json!("high")))?),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("cpu_pct", json!("high")))?,
+        ),
         ("metrics.auth", serde_json::to_vec(&with("seq", json!(-1)))?),
-        ("metrics.auth", serde_json::to_string(&with("cpu_pct", json!(1.0)))?.replace("\"cpu_pct\":1.0", "\"cpu_pct\":1e400").into_bytes()),
-        ("metrics.auth", serde_json::to_vec(&with("cpu_pct", json!(101.0)))?),
-        ("metrics.auth", serde_json::to_vec(&with("mem_pct", json!(-5.0)))?),
-        ("metrics.auth", serde_json::to_vec(&with("error_rate", json!(2.0)))?),
-        ("metrics.auth", serde_json::to_vec(&with("latency_ms", json!(-1.0)))?),
-        ("metrics.auth", serde_json::to_vec(&with("service", json!("billing")))?),
-        ("metrics.auth", serde_json::to_vec(&with("health_url", json!("javascript:alert(1)")))?),
-        ("metrics.<script>", serde_json::to_vec(&with("service", json!("<script>")))?),
-        ("metrics.AUTH", serde_json::to_vec(&with("service", json!("AUTH")))?),
-        ("metrics.zürich", serde_json::to_vec(&with("service", json!("zürich")))?),
+        (
+            "metrics.auth",
+            serde_json::to_string(&with("cpu_pct", json!(1.0)))?
+                .replace("\"cpu_pct\":1.0", "\"cpu_pct\":1e400")
+                .into_bytes(),
+        ),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("cpu_pct", json!(101.0)))?,
+        ),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("mem_pct", json!(-5.0)))?,
+        ),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("error_rate", json!(2.0)))?,
+        ),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("latency_ms", json!(-1.0)))?,
+        ),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("service", json!("billing")))?,
+        ),
+        (
+            "metrics.auth",
+            serde_json::to_vec(&with("health_url", json!("javascript:alert(1)")))?,
+        ),
+        (
+            "metrics.<script>",
+            serde_json::to_vec(&with("service", json!("<script>")))?,
+        ),
+        (
+            "metrics.AUTH",
+            serde_json::to_vec(&with("service", json!("AUTH")))?,
+        ),
+        (
+            "metrics.zürich",
+            serde_json::to_vec(&with("service", json!("zürich")))?,
+        ),
     ];
     let long = "a".repeat(300);
     let long_subject = format!("metrics.{long}");
     let mut raw = raw;
-    raw.push((&long_subject, serde_json::to_vec(&with("service", json!(long)))?));
+    raw.push((
+        &long_subject,
+        serde_json::to_vec(&with("service", json!(long)))?,
+    ));
     // `a.b` and `*` cannot even be a subject token; sent in the payload they are refused too.
-    raw.push(("metrics.x", serde_json::to_vec(&with("service", json!("a.b")))?));
-    raw.push(("metrics.x", serde_json::to_vec(&with("service", json!("*")))?));
+    raw.push((
+        "metrics.x",
+        serde_json::to_vec(&with("service", json!("a.b")))?,
+    ));
+    raw.push((
+        "metrics.x",
+        serde_json::to_vec(&with("service", json!("*")))?,
+    ));
     for (subject, payload) in &raw {
-        client.publish(subject.to_string(), payload.clone().into()).await?;
+        client
+            .publish(subject.to_string(), payload.clone().into())
+            .await?;
     }
     // And many of one kind, to see the log stays bounded.
     for _ in 0..200 {
@@ -77,13 +124,19 @@ async fn malformed_and_hostile_samples_are_refused_and_counted_while_good_ones_f
         assert_eq!(monitor.counter(&series).await?, n, "{reason}");
     }
     // Good samples keep flowing; nothing hostile is stored; auth never left HEALTHY.
-    monitor.wait_counter("vitals_monitor_samples_total", before + 10.0).await?;
+    monitor
+        .wait_counter("vitals_monitor_samples_total", before + 10.0)
+        .await?;
     let snap = monitor.status().await?;
     let names: Vec<&str> = snap.services.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(names, vec!["auth"]);
     assert_eq!(snap.services[0].status, Status::Healthy);
     let noise = collect_for(&mut sub, Duration::from_millis(500)).await;
-    assert!(noise.iter().all(|m| m.subject.starts_with("health.metrics.")));
+    assert!(
+        noise
+            .iter()
+            .all(|m| m.subject.starts_with("health.metrics."))
+    );
     // Refusals are logged at a bounded rate, not once per message.
     let logged = monitor
         .proc
@@ -91,7 +144,10 @@ async fn malformed_and_hostile_samples_are_refused_and_counted_while_good_ones_f
         .lines()
         .filter(|l| l.contains("refused sample") && l.contains("invalid_json"))
         .count();
-    assert!((1..=2).contains(&logged), "{logged} log lines for invalid_json");
+    assert!(
+        (1..=2).contains(&logged),
+        "{logged} log lines for invalid_json"
+    );
     // The heartbeat carries the same refusal counts.
     let mut hb = client.subscribe(subjects::HEARTBEAT).await?;
     let (_, beat) = next_json_within(&mut hb, SOON).await?;
@@ -109,13 +165,18 @@ async fn the_service_cap_holds_and_tracked_services_are_unaffected() -> anyhow::
     }
     client.flush().await?;
     monitor
-        .wait_counter("vitals_monitor_refused_samples_total{reason=\"service_cap\"}", 3.0)
+        .wait_counter(
+            "vitals_monitor_refused_samples_total{reason=\"service_cap\"}",
+            3.0,
+        )
         .await?;
     let snap = monitor.status().await?;
     assert_eq!(snap.services.len(), 3);
     // A tracked service still gets its samples through.
     publish_json(&client, "a", &good_sample("a", 100)).await?;
-    monitor.wait_counter("vitals_monitor_samples_total", 4.0).await?;
+    monitor
+        .wait_counter("vitals_monitor_samples_total", 4.0)
+        .await?;
     Ok(())
 }
 
@@ -129,9 +190,14 @@ async fn duplicate_and_replayed_seq_are_counted_not_double_counted() -> anyhow::
     }
     client.flush().await?;
     monitor
-        .wait_counter("vitals_monitor_refused_samples_total{reason=\"duplicate\"}", 2.0)
+        .wait_counter(
+            "vitals_monitor_refused_samples_total{reason=\"duplicate\"}",
+            2.0,
+        )
         .await?;
-    monitor.wait_counter("vitals_monitor_samples_total", 3.0).await?;
+    monitor
+        .wait_counter("vitals_monitor_samples_total", 3.0)
+        .await?;
     let snap = monitor.status().await?;
     assert_eq!(snap.services[0].figures.samples, 3);
     Ok(())
@@ -151,7 +217,9 @@ async fn overload_shows_as_counted_slow_consumer_drops() -> anyhow::Result<()> {
     }
     client.flush().await?;
     monitor.proc.signal(Signal::SIGCONT)?;
-    let drops = monitor.wait_counter("vitals_monitor_slow_consumer_drops_total", 1.0).await?;
+    let drops = monitor
+        .wait_counter("vitals_monitor_slow_consumer_drops_total", 1.0)
+        .await?;
     let mut hb = client.subscribe(subjects::HEARTBEAT).await?;
     let deadline = tokio::time::Instant::now() + SOON;
     loop {
@@ -164,7 +232,14 @@ async fn overload_shows_as_counted_slow_consumer_drops() -> anyhow::Result<()> {
     // Still serving, still judging.
     publish_json(&client, "after", &good_sample("after", 0)).await?;
     let seen = wait_until(SOON, || async {
-        monitor.status().await.ok()?.services.iter().any(|s| s.service.as_str() == "after").then_some(())
+        monitor
+            .status()
+            .await
+            .ok()?
+            .services
+            .iter()
+            .any(|s| s.service.as_str() == "after")
+            .then_some(())
     })
     .await;
     assert!(seen.is_some());

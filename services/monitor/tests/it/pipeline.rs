@@ -17,7 +17,15 @@ fn stable(snapshot: &Snapshot) -> Vec<(String, Status, u64, Vec<String>, usize)>
     snapshot
         .services
         .iter()
-        .map(|s: &ServiceState| (s.service.to_string(), s.status, s.since_ms, s.reasons.clone(), s.alerts.len()))
+        .map(|s: &ServiceState| {
+            (
+                s.service.to_string(),
+                s.status,
+                s.since_ms,
+                s.reasons.clone(),
+                s.alerts.len(),
+            )
+        })
         .collect()
 }
 
@@ -40,7 +48,11 @@ async fn four_simulators_become_healthy_and_every_view_agrees() -> anyhow::Resul
     let snap = wait_all(&monitor, &FOUR, Status::Healthy).await?;
     assert_eq!(snap.services.len(), 4);
     for s in &snap.services {
-        assert!(s.health_url.starts_with("http://127.0.0.1:"), "{}", s.health_url);
+        assert!(
+            s.health_url.starts_with("http://127.0.0.1:"),
+            "{}",
+            s.health_url
+        );
         assert!(s.last_seen_ms.is_some() && s.alerts.is_empty());
     }
 
@@ -62,7 +74,10 @@ async fn four_simulators_become_healthy_and_every_view_agrees() -> anyhow::Resul
     let mut stream = js.get_stream(subjects::EVENTS_STREAM).await?;
     let info = stream.info().await?;
     assert!(info.state.messages >= 4, "{:?}", info.state);
-    assert_eq!(info.config.subjects, vec!["health.status.>", "health.alert.>"]);
+    assert_eq!(
+        info.config.subjects,
+        vec!["health.status.>", "health.alert.>"]
+    );
 
     // Summaries and the monitor's heartbeat.
     let mut summaries = client.subscribe("health.metrics.auth").await?;
@@ -76,14 +91,19 @@ async fn four_simulators_become_healthy_and_every_view_agrees() -> anyhow::Resul
     assert_eq!(beat["heartbeat_timeout_ms"], 3000);
 
     // Registered with the service API, so `nats micro ls` lists it.
-    let info = tokio::time::timeout(SOON, client.request("$SRV.INFO.vitals-monitor", "".into())).await??;
+    let info =
+        tokio::time::timeout(SOON, client.request("$SRV.INFO.vitals-monitor", "".into())).await??;
     let info: Value = serde_json::from_slice(&info.payload)?;
     assert_eq!(info["name"], "vitals-monitor");
     assert_eq!(info["endpoints"][0]["subject"], "health.snapshot");
 
     // Nothing went DOWN along the way.
     let later = collect_for(&mut sub, Duration::from_secs(1)).await;
-    assert!(later.iter().all(|m| !m.subject.starts_with("health.alert.")));
+    assert!(
+        later
+            .iter()
+            .all(|m| !m.subject.starts_with("health.alert."))
+    );
     Ok(())
 }
 
@@ -116,7 +136,10 @@ async fn each_chaos_mode_raises_its_alert() -> anyhow::Result<()> {
     for (name, mode, _) in cases {
         let reply = tokio::time::timeout(
             SOON,
-            client.request(format!("chaos.{name}"), json!({ "mode": mode }).to_string().into()),
+            client.request(
+                format!("chaos.{name}"),
+                json!({ "mode": mode }).to_string().into(),
+            ),
         )
         .await??;
         let reply: Value = serde_json::from_slice(&reply.payload)?;
@@ -134,8 +157,18 @@ async fn each_chaos_mode_raises_its_alert() -> anyhow::Result<()> {
         }
     }
     // Clearing the fault resolves the alert and the service is HEALTHY again.
-    tokio::time::timeout(SOON, client.request("chaos.c-cpu", json!({"mode": "clear"}).to_string().into())).await??;
-    wait_status(&mut statuses, "c-cpu", Status::Healthy, Duration::from_secs(20)).await?;
+    tokio::time::timeout(
+        SOON,
+        client.request("chaos.c-cpu", json!({"mode": "clear"}).to_string().into()),
+    )
+    .await??;
+    wait_status(
+        &mut statuses,
+        "c-cpu",
+        Status::Healthy,
+        Duration::from_secs(20),
+    )
+    .await?;
     Ok(())
 }
 
@@ -149,13 +182,18 @@ async fn a_second_monitor_start_finds_jetstream_ready_and_keeps_it() -> anyhow::
     let second = Monitor::start(&nats, &["--events-max-age-s", "7200"]).await?;
     let js = async_nats::jetstream::new(client.clone());
     let mut stream = js.get_stream(subjects::EVENTS_STREAM).await?;
-    assert_eq!(stream.info().await?.config.max_age, Duration::from_secs(7200));
+    assert_eq!(
+        stream.info().await?.config.max_age,
+        Duration::from_secs(7200)
+    );
     let kv = js.get_key_value(subjects::KV_BUCKET).await?;
     assert_eq!(kv.status().await?.history(), 1);
     // Watching the bucket works for outside clients (`nats kv watch health_status`).
     let mut watch = kv.watch_all().await?;
     publish_json(&client, "kvwatch", &good_sample("kvwatch", 0)).await?;
-    let entry = tokio::time::timeout(SOON, watch.next()).await?.expect("entry")?;
+    let entry = tokio::time::timeout(SOON, watch.next())
+        .await?
+        .expect("entry")?;
     assert_eq!(entry.key, "kvwatch");
     drop(second);
     Ok(())

@@ -27,7 +27,18 @@ async fn monitor_killed_and_restarted_restores_state_without_false_alarms() -> a
     let url = nats.url();
     let load = vitals_testkit::ChildProc::spawn(
         "simulator",
-        &["--count", "60", "--prefix", "load-", "--nats-url", &url, "--http-addr", "127.0.0.1:0", "--interval-ms", "200"],
+        &[
+            "--count",
+            "60",
+            "--prefix",
+            "load-",
+            "--nats-url",
+            &url,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "200",
+        ],
         &[],
     )?;
     let mut victim = simulator(&nats, "victim", &[]).await?;
@@ -92,15 +103,25 @@ async fn nats_server_restart_reconnects_everyone_without_a_down_storm() -> anyho
         let now = vitals_runtime::epoch_ms();
         snap.services
             .iter()
-            .all(|s| s.last_seen_ms.is_some_and(|t| now.saturating_sub(t) < 1_000))
+            .all(|s| {
+                s.last_seen_ms
+                    .is_some_and(|t| now.saturating_sub(t) < 1_000)
+            })
             .then_some(())
     })
     .await;
-    assert!(fresh.is_some(), "samples did not resume: {:#?}", monitor.status().await?);
+    assert!(
+        fresh.is_some(),
+        "samples did not resume: {:#?}",
+        monitor.status().await?
+    );
     let after = collect_for(&mut events, Duration::from_secs(5)).await;
     assert!(downs(&after).is_empty(), "{:?}", downs(&after));
     let snap = monitor.status().await?;
-    assert!(snap.services.iter().all(|s| s.status == Status::Healthy), "{snap:#?}");
+    assert!(
+        snap.services.iter().all(|s| s.status == Status::Healthy),
+        "{snap:#?}"
+    );
     // JetStream is on disk: the KV state survived the server restart.
     let js = async_nats::jetstream::new(client.clone());
     let kv = js.get_key_value(subjects::KV_BUCKET).await?;

@@ -53,7 +53,12 @@ async fn outage_and_recovery(signal: Signal) -> anyhow::Result<()> {
     let fired = alert_ids(&events, "firing");
     assert_eq!(fired.len(), 1, "{events:#?}");
     let change = events.iter().find(|e| e["status"] == "DOWN").expect("DOWN");
-    assert!(change["reasons"][0].as_str().is_some_and(|r| r.starts_with("no sample for")), "{change}");
+    assert!(
+        change["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no sample for")),
+        "{change}"
+    );
 
     // Back: a new process (after SIGKILL) or the same one continued (after SIGSTOP).
     let _restarted = if signal == Signal::SIGSTOP {
@@ -67,7 +72,11 @@ async fn outage_and_recovery(signal: Signal) -> anyhow::Result<()> {
     let events = about(&up, "auth");
     assert_eq!(count(&events, "status", "HEALTHY"), 1, "{events:#?}");
     assert_eq!(count(&events, "status", "DOWN"), 0, "{events:#?}");
-    assert_eq!(alert_ids(&events, "resolved"), fired, "one resolve, same id");
+    assert_eq!(
+        alert_ids(&events, "resolved"),
+        fired,
+        "one resolve, same id"
+    );
     assert!(alert_ids(&events, "firing").is_empty());
     Ok(())
 }

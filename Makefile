@@ -1,0 +1,33 @@
+# Vitals: the commands a person types.
+.PHONY: up down status stop start restart logs test lint fmt build clean-state
+
+up:            ## build and start the native stack (nats, monitor, 4 simulators)
+	scripts/stack.sh up
+down:          ## stop everything `up` started
+	scripts/stack.sh down
+status:
+	scripts/stack.sh status
+stop:          ## stop one part: make stop S=billing   (like docker compose stop billing)
+	scripts/stack.sh stop $(S)
+start:         ## start one part: make start S=billing
+	scripts/stack.sh start $(S)
+restart:
+	scripts/stack.sh restart $(S)
+logs:
+	scripts/stack.sh logs $(S)
+
+test:          ## every test; installs nats-server when missing
+	scripts/test.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+build:
+	cargo build --release --bins
+
+clean-state:   ## forget JetStream state (KV, history) of the native stack
+	rm -rf .run/jetstream
