@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod events;
+pub mod feed;
 pub mod name;
 pub mod sample;
 pub mod status;
@@ -15,6 +16,7 @@ pub use events::{
     ActiveAlert, AlertEvent, Figures, MonitorHeartbeat, ServiceState, ServiceSummary, Snapshot,
     StatusChange,
 };
+pub use feed::{ClientMessage, FeedMessage, FeedSnapshot, GatewayState, History, HistoryEntry};
 pub use name::{NameError, ServiceName};
 pub use sample::{MAX_SAMPLE_BYTES, MetricSample, Refusal, RefusalReason, parse_sample};
 pub use status::{AlertName, AlertState, Status};

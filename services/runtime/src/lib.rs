@@ -32,10 +32,22 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`); colour only on a terminal.
+/// Logs to stderr, filtered by `RUST_LOG` (default `info,async_nats=warn`: the client
+/// repeats at info what the services already log about their connection); colour only
+/// on a terminal. An empty `RUST_LOG` (e.g. `RUST_LOG=` in compose) means the default.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let directives = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "info,async_nats=warn".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        // Tracing is not up yet; this is the one place stderr is written directly.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("RUST_LOG={directives:?} is not a valid filter ({e}); using info");
+        }
+        tracing_subscriber::EnvFilter::new("info")
+    });
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -68,9 +80,13 @@ pub fn nats_options(client_name: &str, auth: &NatsAuth) -> async_nats::ConnectOp
     opts
 }
 
-/// 50 ms, doubling to at most 1 s, with jitter so many clients do not reconnect in step.
+/// The first attempt at once; then 50 ms, doubling to at most 1 s, with jitter so many
+/// clients do not reconnect in step.
 fn reconnect_delay(attempts: usize) -> Duration {
-    let base = 50u64.saturating_mul(1 << attempts.min(5)).min(1_000);
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let base = 50u64.saturating_mul(1 << (attempts - 2).min(5)).min(1_000);
     let jitter = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()) % (base / 4 + 1));
@@ -117,9 +133,10 @@ mod tests {
 
     #[test]
     fn reconnect_delay_is_short_capped_and_jittered() {
-        assert!(reconnect_delay(0) >= Duration::from_millis(50));
-        assert!(reconnect_delay(0) < Duration::from_millis(70));
-        for n in [5, 10, 1000, usize::MAX] {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert!(reconnect_delay(2) >= Duration::from_millis(50));
+        assert!(reconnect_delay(2) < Duration::from_millis(70));
+        for n in [7, 10, 1000, usize::MAX] {
             let d = reconnect_delay(n);
             assert!(
                 d >= Duration::from_secs(1) && d <= Duration::from_millis(1_250),

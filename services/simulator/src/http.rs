@@ -1,0 +1,278 @@
+//! HTTP: each service's `/health`, `/data` and `/faults` (also under `/services/{name}/`),
+//! and the process's own `/healthz` and `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State as Ext};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tower_http::trace::TraceLayer;
+use vitals_protocol::FaultMode;
+
+use crate::data::mock_data;
+use crate::epoch_ms;
+use crate::service::{Health, HealthView, SimService};
+use crate::shutdown::Crash;
+use crate::stats::Stats;
+
+/// Slowest a `/data` answer is made (latency fault included).
+const MAX_DATA_DELAY: Duration = Duration::from_millis(1500);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<HashMap<String, Arc<SimService>>>,
+    pub stats: Arc<Stats>,
+    pub client: async_nats::Client,
+    /// Releases requests parked by `hang`, so a graceful shutdown is not held up by them.
+    pub stop: CancellationToken,
+    pub crash: Crash,
+}
+
+impl AppState {
+    /// The one service, when this process simulates exactly one.
+    fn single(&self) -> Option<&Arc<SimService>> {
+        match self.services.len() {
+            1 => self.services.values().next(),
+            _ => None,
+        }
+    }
+
+    fn refresh_connected(&self) {
+        self.stats
+            .set_connected(self.client.connection_state() == State::Connected);
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/health", get(top_health))
+        .route("/data", get(top_data))
+        .route("/faults", get(top_faults).post(top_set_fault))
+        .route("/services/{name}/health", get(named_health))
+        .route("/services/{name}/data", get(named_data))
+        .route(
+            "/services/{name}/faults",
+            get(named_faults).post(named_set_fault),
+        )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route".into()) })
+        .with_state(state)
+        // The dashboard polls /health from the browser when its live feed is down.
+        .layer(CorsLayer::permissive())
+        .layer(TraceLayer::new_for_http())
+}
+
+fn unknown(name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no service {name:?} is simulated here"),
+    )
+}
+
+fn error(code: StatusCode, message: String) -> Response {
+    (code, axum::Json(json!({ "error": message }))).into_response()
+}
+
+async fn healthz(Ext(st): Ext<AppState>) -> Response {
+    st.refresh_connected();
+    axum::Json(st.stats.view(st.services.len())).into_response()
+}
+
+async fn metrics(Ext(st): Ext<AppState>) -> Response {
+    st.refresh_connected();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.stats.encode(),
+    )
+        .into_response()
+}
+
+// With several services the top-level routes speak for the process: /health says the
+// process is up, /faults lists or sets faults for every service at once.
+
+async fn top_health(Ext(st): Ext<AppState>) -> Response {
+    match st.single() {
+        Some(svc) => health(&st, svc).await,
+        None => {
+            axum::Json(json!({ "status": "ok", "services": st.services.len() })).into_response()
+        }
+    }
+}
+
+async fn top_data(Ext(st): Ext<AppState>) -> Response {
+    match st.single() {
+        Some(svc) => data(&st, svc).await,
+        None => error(
+            StatusCode::NOT_FOUND,
+            "several services here: use /services/{name}/data".into(),
+        ),
+    }
+}
+
+async fn top_faults(Ext(st): Ext<AppState>) -> Response {
+    let now = epoch_ms();
+    match st.single() {
+        Some(svc) => axum::Json(svc.fault_view(now)).into_response(),
+        None => {
+            let mut faulted: Vec<_> = st
+                .services
+                .values()
+                .map(|s| s.fault_view(now))
+                .filter(|f| f.mode != FaultMode::Clear)
+                .collect();
+            faulted.sort_by(|a, b| a.service.cmp(&b.service));
+            axum::Json(json!({ "services": st.services.len(), "faulted": faulted })).into_response()
+        }
+    }
+}
+
+async fn top_set_fault(Ext(st): Ext<AppState>, body: Bytes) -> Response {
+    if let Some(svc) = st.single() {
+        return set_fault(&st, svc, &body, true).await;
+    }
+    st.stats.chaos_requests.inc();
+    let mut last = None;
+    for svc in st.services.values() {
+        let r = set_fault(&st, svc, &body, false).await;
+        if !r.status().is_success() || st.crash.happened() {
+            return r;
+        }
+        last = Some(r);
+    }
+    tracing::info!(
+        services = st.services.len(),
+        via = "http",
+        "fault set on every service"
+    );
+    last.unwrap_or_else(|| error(StatusCode::NOT_FOUND, "no services".into()))
+}
+
+async fn named_health(Ext(st): Ext<AppState>, Path(name): Path<String>) -> Response {
+    match st.services.get(&name) {
+        Some(svc) => health(&st, svc).await,
+        None => unknown(&name),
+    }
+}
+
+async fn named_data(Ext(st): Ext<AppState>, Path(name): Path<String>) -> Response {
+    match st.services.get(&name) {
+        Some(svc) => data(&st, svc).await,
+        None => unknown(&name),
+    }
+}
+
+async fn named_faults(Ext(st): Ext<AppState>, Path(name): Path<String>) -> Response {
+    match st.services.get(&name) {
+        Some(svc) => axum::Json(svc.fault_view(epoch_ms())).into_response(),
+        None => unknown(&name),
+    }
+}
+
+async fn named_set_fault(
+    Ext(st): Ext<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    match st.services.get(&name) {
+        Some(svc) => set_fault(&st, svc, &body, true).await,
+        None => unknown(&name),
+    }
+}
+
+/// The service's health once it is not hung; Err when shutdown came first.
+async fn health_unless_hung(st: &AppState, svc: &SimService) -> Result<HealthView, Response> {
+    loop {
+        let view = svc.health(epoch_ms());
+        if view.health != Health::Hang {
+            return Ok(view);
+        }
+        if !svc.wait_while_hung(&st.stop).await {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down".into(),
+            ));
+        }
+    }
+}
+
+async fn health(st: &AppState, svc: &SimService) -> Response {
+    match health_unless_hung(st, svc).await {
+        Ok(view) => {
+            let code = match view.health {
+                Health::Error => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::OK,
+            };
+            (code, axum::Json(view)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn data(st: &AppState, svc: &SimService) -> Response {
+    let view = match health_unless_hung(st, svc).await {
+        Ok(view) => view,
+        Err(r) => return r,
+    };
+    if view.health == Health::Error {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(view)).into_response();
+    }
+    // As slow as the service says it is, so a latency fault is felt, not only reported.
+    if let Some(delay) = svc.current_latency() {
+        tokio::select! {
+            () = tokio::time::sleep(delay.min(MAX_DATA_DELAY)) => {}
+            () = st.stop.cancelled() => {}
+        }
+    }
+    axum::Json(mock_data(svc.name.as_str(), epoch_ms(), &mut rand::rng())).into_response()
+}
+
+/// `one`: this is the whole request (count and log it); false for each service of a
+/// fleet-wide request, which the caller counts and logs once.
+async fn set_fault(st: &AppState, svc: &SimService, body: &[u8], one: bool) -> Response {
+    if one {
+        st.stats.chaos_requests.inc();
+    }
+    match svc.handle_request(body).await {
+        Ok(reply) => {
+            if one {
+                tracing::info!(service = %svc.name, mode = reply.mode.as_str(), until_ms = ?reply.until_ms, via = "http", "fault set");
+            }
+            let crash = reply.mode == FaultMode::Crash;
+            let response = axum::Json(reply).into_response();
+            if crash {
+                // The server drains in-flight responses on shutdown, so this one still goes out.
+                st.crash.now(&svc.name);
+            }
+            response
+        }
+        Err(refused) => {
+            st.stats.chaos_errors.inc();
+            tracing::warn!(service = %svc.name, error = refused.error.as_deref().unwrap_or(""), "fault request refused");
+            (StatusCode::BAD_REQUEST, axum::Json(refused)).into_response()
+        }
+    }
+}
+
+/// Serves until `stop`, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
