@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{ServiceState, subjects};
@@ -47,38 +46,8 @@ pub async fn ensure(js: &jetstream::Context, limits: &Limits) -> Result<kv::Stor
     .context("creating KV bucket health_status")
 }
 
-/// Every stored state (last value per key). Entries that do not parse are skipped
-/// with a warning: an old or foreign value must not stop the monitor from starting.
-pub async fn load(kv: &kv::Store) -> Result<Vec<ServiceState>> {
-    let status = kv.status().await.context("KV status")?;
-    if status.values() == 0 {
-        return Ok(Vec::new());
-    }
-    let mut watch = kv.watch_with_history(">").await.context("KV watch")?;
-    let mut latest: HashMap<String, Option<ServiceState>> = HashMap::new();
-    loop {
-        let entry = tokio::time::timeout(Duration::from_secs(10), watch.next())
-            .await
-            .context("KV load timed out")?;
-        let Some(entry) = entry else { break };
-        let entry = entry.context("KV watch entry")?;
-        let value = match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<ServiceState>(&entry.value) {
-                Ok(s) if s.service.as_str() == entry.key => Some(s),
-                _ => {
-                    tracing::warn!(key = %entry.key, "skipping unreadable KV entry");
-                    None
-                }
-            },
-            _ => None,
-        };
-        latest.insert(entry.key, value);
-        if entry.delta == 0 {
-            break;
-        }
-    }
-    Ok(latest.into_values().flatten().collect())
-}
+/// Every stored state (see [`vitals_runtime::load_service_states`]).
+pub use vitals_runtime::load_service_states as load;
 
 /// Latest state per service waiting to be written. Writes coalesce: if a service changes
 /// twice before the writer gets to it, only the newer state is written.

@@ -1,8 +1,14 @@
 //! What every Vitals binary shares: one shutdown signal, tracing setup, the NATS
 //! connection policy and an epoch-aligned monotonic clock.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use vitals_protocol::ServiceState;
 
 /// Resolves on ctrl-c (SIGINT) or SIGTERM (`docker stop`), whichever comes first.
 pub async fn shutdown_signal() {
@@ -91,6 +97,40 @@ fn reconnect_delay(attempts: usize) -> Duration {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()) % (base / 4 + 1));
     Duration::from_millis(base + jitter)
+}
+
+/// The `health_status` KV bucket's current values, one per service. Entries that do not
+/// parse are skipped with a warning: an old or foreign value must not stop a part from
+/// starting.
+pub async fn load_service_states(kv: &kv::Store) -> anyhow::Result<Vec<ServiceState>> {
+    let status = kv.status().await.context("KV status")?;
+    if status.values() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut watch = kv.watch_with_history(">").await.context("KV watch")?;
+    let mut latest: HashMap<String, Option<ServiceState>> = HashMap::new();
+    loop {
+        let entry = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .context("KV load timed out")?;
+        let Some(entry) = entry else { break };
+        let entry = entry.context("KV watch entry")?;
+        let value = match entry.operation {
+            kv::Operation::Put => match serde_json::from_slice::<ServiceState>(&entry.value) {
+                Ok(s) if s.service.as_str() == entry.key => Some(s),
+                _ => {
+                    tracing::warn!(key = %entry.key, "skipping unreadable KV entry");
+                    None
+                }
+            },
+            _ => None,
+        };
+        latest.insert(entry.key, value);
+        if entry.delta == 0 {
+            break;
+        }
+    }
+    Ok(latest.into_values().flatten().collect())
 }
 
 /// Wall-clock epoch milliseconds that never go backwards: a monotonic clock anchored

@@ -1,0 +1,144 @@
+//! The gateway's counters at `/metrics` (Prometheus text), one registry per instance.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Why an upgrade or API call was refused.
+pub const REFUSALS: [&str; 3] = ["origin", "token", "capacity"];
+/// Why a client was dropped.
+pub const DROPS: [&str; 4] = ["write_timeout", "idle", "closed", "error"];
+
+pub struct Metrics {
+    registry: Registry,
+    pub clients: Gauge,
+    pub connections: Counter,
+    pub messages_out: Counter,
+    pub bytes_out: Counter,
+    pub resyncs: Counter,
+    pub drops: Family<ReasonLabel, Counter>,
+    pub refusals: Family<ReasonLabel, Counter>,
+    pub client_messages_ignored: Counter,
+    pub feed_in: Counter,
+    pub feed_invalid: Counter,
+    pub nats_connected: Gauge,
+    pub snapshot_fallbacks: Counter,
+    pub snapshot_encodes: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Self {
+            registry: Registry::default(),
+            clients: Gauge::default(),
+            connections: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_out: Counter::default(),
+            resyncs: Counter::default(),
+            drops: Family::default(),
+            refusals: Family::default(),
+            client_messages_ignored: Counter::default(),
+            feed_in: Counter::default(),
+            feed_invalid: Counter::default(),
+            nats_connected: Gauge::default(),
+            snapshot_fallbacks: Counter::default(),
+            snapshot_encodes: Counter::default(),
+        };
+        for reason in REFUSALS {
+            let _ = m.refusals.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in DROPS {
+            let _ = m.drops.get_or_create(&ReasonLabel { reason });
+        }
+        let mut r = Registry::with_prefix("vitals_gateway");
+        r.register("clients", "WebSocket clients connected", m.clients.clone());
+        r.register(
+            "connections",
+            "WebSocket connections accepted",
+            m.connections.clone(),
+        );
+        r.register(
+            "messages_out",
+            "Frames sent to clients",
+            m.messages_out.clone(),
+        );
+        r.register(
+            "bytes_out",
+            "Bytes of frames sent to clients",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "resyncs",
+            "Snapshots sent to replace missed messages",
+            m.resyncs.clone(),
+        );
+        r.register(
+            "client_drops",
+            "Clients disconnected by the gateway, by reason",
+            m.drops.clone(),
+        );
+        r.register(
+            "refusals",
+            "Upgrades and API calls refused, by reason",
+            m.refusals.clone(),
+        );
+        r.register(
+            "client_messages_ignored",
+            "Client messages that were not a valid request",
+            m.client_messages_ignored.clone(),
+        );
+        r.register(
+            "feed_messages",
+            "Messages received from NATS",
+            m.feed_in.clone(),
+        );
+        r.register(
+            "feed_invalid",
+            "NATS messages that did not parse",
+            m.feed_invalid.clone(),
+        );
+        r.register(
+            "nats_connected",
+            "1 while connected to NATS",
+            m.nats_connected.clone(),
+        );
+        r.register(
+            "snapshot_fallbacks",
+            "Times the view came from KV because the monitor did not answer",
+            m.snapshot_fallbacks.clone(),
+        );
+        r.register(
+            "snapshot_encodes",
+            "Snapshots serialised",
+            m.snapshot_encodes.clone(),
+        );
+        Self { registry: r, ..m }
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn dropped(&self, reason: &'static str) {
+        self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

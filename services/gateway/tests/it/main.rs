@@ -1,0 +1,7 @@
+//! Gateway integration tests: real nats-server, monitor and gateway processes, real
+//! WebSocket clients.
+
+mod abuse;
+mod feed;
+mod helpers;
+mod outages;

@@ -1,0 +1,101 @@
+//! The gateway through outages: nats-server killed and restarted, the monitor gone
+//! (KV fallback), and its own graceful shutdown.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nix::sys::signal::Signal;
+use tokio_tungstenite::tungstenite::Message;
+use vitals_testkit::{NatsServer, SOON, wait_until};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn nats_restart_tells_clients_down_then_up_with_a_fresh_snapshot() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let monitor = monitor(&nats).await?;
+    publish_sample(&client, "auth", 0, false).await?;
+    publish_sample(&client, "billing", 0, false).await?;
+    publish_sample(&client, "billing", 1, true).await?;
+    let gw = gateway(&nats, &[]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    until(&mut ws, &mut seq, SOON, |m| m["type"] == "snapshot").await?;
+
+    nats.kill();
+    let down = until(&mut ws, &mut seq, SOON, |m| m["type"] == "gateway").await?;
+    assert_eq!(down["data"]["nats_connected"], false);
+    let health = gw.get_json("/healthz").await?;
+    assert_eq!(health["nats_connected"], false);
+
+    nats.restart()?;
+    let up = until(&mut ws, &mut seq, Duration::from_secs(20), |m| {
+        m["type"] == "gateway"
+    })
+    .await?;
+    assert_eq!(up["data"]["nats_connected"], true);
+    let fresh = until(&mut ws, &mut seq, SOON, |m| m["type"] == "snapshot").await?;
+    assert_eq!(fresh["resync"], true);
+    assert_eq!(fresh["gateway"]["nats_connected"], true);
+    // The fresh snapshot matches the monitor's view.
+    let theirs = monitor.get_json("/api/status").await?;
+    for svc in ["auth", "billing"] {
+        assert_eq!(
+            snapshot_status(&fresh, svc),
+            snapshot_status(&theirs, svc),
+            "{svc}"
+        );
+    }
+    assert_eq!(snapshot_status(&fresh, "billing").as_deref(), Some("DOWN"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_a_monitor_the_view_comes_from_kv() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let mut monitor = monitor(&nats).await?;
+    publish_sample(&client, "auth", 0, false).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let kv = js.get_key_value("health_status").await?;
+    let stored = wait_until(SOON, || async { kv.get("auth").await.ok().flatten() }).await;
+    assert!(stored.is_some());
+    monitor.proc.kill();
+
+    let gw = gateway(&nats, &["--snapshot-timeout-ms", "300"]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    let snap = until(&mut ws, &mut seq, SOON, |m| m["type"] == "snapshot").await?;
+    assert_eq!(snap["gateway"]["source"], "kv");
+    assert_eq!(snapshot_status(&snap, "auth").as_deref(), Some("HEALTHY"));
+    assert!(
+        snap["monitor"].is_null(),
+        "no heartbeat seen: the dashboard can tell the monitor is down"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_with_going_away_and_exits() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let mut gw = gateway(&nats, &[]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    until(&mut ws, &mut seq, SOON, |m| m["type"] == "snapshot").await?;
+    gw.proc.signal(Signal::SIGTERM)?;
+    let close = tokio::time::timeout(SOON, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await?;
+    assert_eq!(close, Some(1001));
+    let status = gw.proc.wait_exit(SOON).await?;
+    assert_eq!(status.code(), Some(0));
+    Ok(())
+}
