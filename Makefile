@@ -1,5 +1,5 @@
 # Vitals: the commands a person types.
-.PHONY: up down status stop start restart logs test lint fmt build clean-state
+.PHONY: up down status stop start restart logs test lint fmt build clean-state bench bench-quick
 
 up:            ## build and start the native stack (nats, monitor, 4 simulators)
 	scripts/stack.sh up
@@ -31,3 +31,8 @@ build:
 
 clean-state:   ## forget JetStream state (KV, history) of the native stack
 	rm -rf .run/jetstream
+
+bench:         ## full benchmark (a few minutes), release build; writes target/bench/results.json
+	scripts/bench.sh
+bench-quick:   ## the same fields at smaller sizes, under a minute
+	scripts/bench.sh --quick

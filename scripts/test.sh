@@ -14,6 +14,9 @@ cargo build --workspace --bins --tests --quiet
 echo "== rust tests (unit, property, integration against real nats-server)"
 cargo test --workspace --quiet
 
+echo "== benchmark quick mode runs and writes well-formed output"
+scripts/bench-check.sh
+
 echo "== stack script (the README's run command)"
 scripts/stack-test.sh
 

@@ -126,8 +126,12 @@ async fn upgrade(
     };
     let (hub, metrics, limits, cancel) =
         (s.hub.clone(), s.metrics.clone(), s.limits, s.cancel.clone());
+    // Small buffers: a client only ever sends a resync request, and writes are flushed
+    // per batch, so per-connection memory stays small (the defaults are 128 KiB each).
     ws.max_message_size(s.max_client_message)
         .max_frame_size(s.max_client_message)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| ws::serve(socket, hub, metrics, limits, slot, cancel))
 }
 

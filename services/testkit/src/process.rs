@@ -14,15 +14,14 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A workspace binary built beside the running test (`target/<profile>/NAME`).
+/// A workspace binary built beside the running program (`target/<profile>/NAME`), from
+/// a test (`target/<profile>/deps/it-xxxx`) or a tool (`target/<profile>/bench`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/it-xxxx -> target/<profile>/NAME
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
     dir.join(name)
 }
 
