@@ -42,6 +42,11 @@ pub struct Config {
     /// No one is judged DOWN for this long after start or a NATS reconnect (default: the heartbeat timeout).
     #[arg(long, env = "MONITOR_GRACE_MS")]
     pub grace_ms: Option<u64>,
+    /// No echo of the monitor's own heartbeat (sent every second) through NATS for this
+    /// long means the feed is stalled: silence is not judged until it moves again. Keep it
+    /// below the heartbeat timeout minus one sample interval.
+    #[arg(long, env = "MONITOR_FEED_STALL_MS", default_value_t = 1_500)]
+    pub feed_stall_ms: u64,
     /// Rolling window for summaries (latency percentiles, uptime).
     #[arg(long, env = "MONITOR_WINDOW_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub window_s: u64,

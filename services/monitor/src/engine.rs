@@ -67,6 +67,9 @@ pub struct Engine {
     silence_epoch_ms: u64,
     grace_until_ms: u64,
     disconnected: bool,
+    /// The monitor's own heartbeat has not come back through NATS lately: the feed is
+    /// stalled (e.g. the server is frozen) even if the connection looks up.
+    feed_stalled: bool,
     last_tick_ms: Option<u64>,
     scratch: Vec<f32>,
 }
@@ -112,6 +115,7 @@ impl Engine {
             silence_epoch_ms: now_ms,
             grace_until_ms,
             disconnected: false,
+            feed_stalled: false,
             last_tick_ms: None,
             scratch: Vec::new(),
         }
@@ -126,7 +130,7 @@ impl Engine {
     }
 
     pub fn in_grace(&self, now_ms: u64) -> bool {
-        self.disconnected || now_ms < self.grace_until_ms
+        self.disconnected || self.feed_stalled || now_ms < self.grace_until_ms
     }
 
     pub fn heartbeat_timeout_ms(&self) -> u64 {
@@ -284,6 +288,23 @@ impl Engine {
     pub fn on_reconnected(&mut self, now_ms: u64) {
         self.disconnected = false;
         self.forgive_silence(now_ms);
+    }
+
+    /// The monitor's heartbeat stopped echoing back: samples may be stuck in NATS, so
+    /// silence means nothing until the feed moves again.
+    pub fn on_feed_stalled(&mut self) {
+        self.feed_stalled = true;
+    }
+
+    /// The feed moves again (an echo arrived after a stall): judge after a grace period.
+    pub fn on_feed_resumed(&mut self, now_ms: u64) {
+        if std::mem::take(&mut self.feed_stalled) {
+            self.forgive_silence(now_ms);
+        }
+    }
+
+    pub fn feed_stalled(&self) -> bool {
+        self.feed_stalled
     }
 
     fn forgive_silence(&mut self, now_ms: u64) {

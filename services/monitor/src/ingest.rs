@@ -39,6 +39,8 @@ const BATCH: usize = 512;
 
 pub struct Ingest {
     pub engine: Engine,
+    /// No echo of our own heartbeat for this long means the feed is stalled.
+    pub feed_stall: Duration,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub outbox: Outbox,
@@ -49,6 +51,8 @@ pub struct Ingest {
 
 pub struct Inputs {
     pub samples: async_nats::Subscriber,
+    /// The monitor's own heartbeat subject: each echo proves the NATS path works.
+    pub echo: async_nats::Subscriber,
     pub snapshot_requests: service::endpoint::Endpoint,
     pub commands: mpsc::Receiver<Command>,
     pub conn: mpsc::UnboundedReceiver<ConnChange>,
@@ -61,6 +65,7 @@ impl Ingest {
         let mut out = Vec::new();
         let mut refusal_log = RefusalLog::default();
         let mut heartbeat = HeartbeatClock::new(self.clock.now_ms());
+        let mut last_echo: Option<u64> = None;
         loop {
             tokio::select! {
                 biased;
@@ -71,11 +76,28 @@ impl Ingest {
                 },
                 _ = ticker.tick() => {
                     let now = self.clock.now_ms();
+                    let stalled = last_echo.is_some_and(|t| now.saturating_sub(t) > self.feed_stall.as_millis() as u64);
+                    if stalled && !self.engine.feed_stalled() {
+                        tracing::warn!("own heartbeat no longer echoes through NATS; not judging silence");
+                        self.engine.on_feed_stalled();
+                    }
                     self.engine.on_tick(now, &mut out);
                     self.flush(&mut out);
                     if heartbeat.due(now) {
                         let hb = self.heartbeat(now, &mut heartbeat);
                         self.outbox.send(Outbound::Heartbeat(hb));
+                    }
+                }
+                Some(echo) = inputs.echo.next() => {
+                    let mine = serde_json::from_slice::<MonitorHeartbeat>(&echo.payload)
+                        .is_ok_and(|hb| hb.monitor_id == self.monitor_id);
+                    if mine {
+                        let now = self.clock.now_ms();
+                        last_echo = Some(now);
+                        if self.engine.feed_stalled() {
+                            tracing::info!("own heartbeat echoes again; judging after a grace period");
+                            self.engine.on_feed_resumed(now);
+                        }
                     }
                 }
                 Some(cmd) = inputs.commands.recv() => match cmd {

@@ -85,6 +85,10 @@ pub async fn run(
         .subscribe(subjects::METRICS_ALL)
         .await
         .context("subscribing to metrics.*")?;
+    let echo = client
+        .subscribe(subjects::HEARTBEAT)
+        .await
+        .context("subscribing to the heartbeat echo")?;
     let Some(kv) = retry_until_cancelled(&cancel, "setting up JetStream", || {
         store::ensure(&js, &limits)
     })
@@ -133,6 +137,7 @@ pub async fn run(
 
     let ingest = Ingest {
         engine,
+        feed_stall: Duration::from_millis(config.feed_stall_ms),
         clock,
         metrics: metrics.clone(),
         outbox,
@@ -142,6 +147,7 @@ pub async fn run(
     };
     let inputs = Inputs {
         samples,
+        echo,
         snapshot_requests,
         commands: commands_rx,
         conn: conn_rx,

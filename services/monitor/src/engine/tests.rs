@@ -361,6 +361,26 @@ fn disconnect_then_reconnect_brings_no_down_storm() {
 }
 
 #[test]
+fn a_stalled_feed_suspends_judging_and_resuming_forgives_the_gap() {
+    let mut e = engine();
+    run_healthy(&mut e, &["a", "b"], 0, 0, 5_000);
+    // NATS frozen at 5 s: no samples, the connection still looks up; the monitor's own
+    // heartbeat stops echoing and it notices the stall before the heartbeat timeout.
+    let mut ev = tick_until(&mut e, 4_750, 6_250);
+    e.on_feed_stalled();
+    ev.extend(tick_until(&mut e, 6_250, 11_000));
+    assert!(statuses(&ev).is_empty(), "{:?}", statuses(&ev));
+    e.on_feed_resumed(11_000);
+    // Samples flow again; whoever does not come back is still found.
+    ev.extend(run_healthy(&mut e, &["a"], 100, 11_250, 20_000));
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
+    assert!(
+        ev.iter()
+            .any(|x| matches!(x, Event::Status(c) if c.service.as_str() == "b"))
+    );
+}
+
+#[test]
 fn a_stalled_monitor_forgives_the_silence_it_slept_through() {
     let mut e = engine();
     run_healthy(&mut e, &["auth"], 0, 0, 5_000);

@@ -80,9 +80,10 @@ pub async fn simulator(nats: &NatsServer, service: &str, extra: &[&str]) -> Resu
         &url,
         "--http-addr",
         "127.0.0.1:0",
-        "--interval-ms",
-        "200",
     ];
+    if !extra.contains(&"--interval-ms") {
+        args.extend(["--interval-ms", "200"]);
+    }
     args.extend_from_slice(extra);
     let proc = ChildProc::spawn("simulator", &args, &[])?;
     proc.http_addr().await?;

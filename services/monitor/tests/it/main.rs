@@ -3,5 +3,6 @@
 mod helpers;
 mod hostile;
 mod pipeline;
+mod reliability;
 mod restarts;
 mod signals;

@@ -23,7 +23,7 @@ async fn monitor_killed_and_restarted_restores_state_without_false_alarms() -> a
     let nats = NatsServer::start()?;
     let client = nats.client().await?;
     let mut monitor = Monitor::start(&nats, &[]).await?;
-    // 60 services from one process, plus one that will die while the monitor is away.
+    // 200 services from one process, plus one that will die while the monitor is away.
     let url = nats.url();
     let load = vitals_testkit::ChildProc::spawn(
         "simulator",
@@ -42,7 +42,7 @@ async fn monitor_killed_and_restarted_restores_state_without_false_alarms() -> a
         &[],
     )?;
     let mut victim = simulator(&nats, "victim", &[]).await?;
-    let names: Vec<String> = (0..60).map(|i| format!("load-{i}")).collect();
+    let names: Vec<String> = (0..200).map(|i| format!("load-{i}")).collect();
     let wanted: Vec<&str> = names.iter().map(String::as_str).chain(["victim"]).collect();
     wait_all(&monitor, &wanted, Status::Healthy).await?;
 
@@ -55,7 +55,7 @@ async fn monitor_killed_and_restarted_restores_state_without_false_alarms() -> a
     let restarted = Monitor::start(&nats, &[]).await?;
     // Restored from KV: every service is known at once, with its old status.
     let snap = restarted.status().await?;
-    assert_eq!(snap.services.len(), 61, "{snap:#?}");
+    assert_eq!(snap.services.len(), 201, "{snap:#?}");
     assert!(snap.services.iter().all(|s| s.status == Status::Healthy));
     // The real outage is still found; the live services are left alone.
     let seen = wait_status(&mut events, "victim", Status::Down, Duration::from_secs(15)).await?;
