@@ -24,7 +24,10 @@ pub struct Part {
 impl Part {
     pub async fn start(bin: &str, nats: &NatsServer, extra: &[&str], ready: &str) -> Result<Self> {
         let url = nats.url();
-        let mut args = vec!["--nats-url", &url, "--http-addr", "127.0.0.1:0"];
+        let mut args = vec!["--nats-url", url.as_str()];
+        if !extra.contains(&"--http-addr") {
+            args.extend(["--http-addr", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let proc = ChildProc::spawn(bin, &args, &[("RUST_LOG", CHILD_LOG)])?;
         let http = proc.http_addr().await?;

@@ -2,15 +2,10 @@
 //! measured in the same run on the same machine. Starts its own nats-server and the
 //! real monitor, gateway and simulators (built beside this binary).
 
-mod detection;
-mod feed;
-mod ingest;
-mod raw;
-mod util;
-
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use bench::{detection, feed, ingest, raw, util};
 use clap::Parser;
 use nix::sys::signal::Signal;
 use serde::Serialize;

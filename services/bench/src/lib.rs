@@ -1,0 +1,9 @@
+//! Measurement tools for Vitals: the `bench` binary (figures against a raw NATS
+//! baseline) and the `soak` binary (chaos under load with an invariant checker). Both start
+//! their own nats-server and the real binaries built beside them.
+
+pub mod detection;
+pub mod feed;
+pub mod ingest;
+pub mod raw;
+pub mod util;
