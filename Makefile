@@ -1,5 +1,5 @@
 # Vitals: the commands a person types.
-.PHONY: up down status stop start restart logs test lint fmt build clean-state bench bench-quick
+.PHONY: up down status stop start restart logs test lint fmt build clean-state bench bench-quick soak
 
 up:            ## build and start the native stack (nats, monitor, 4 simulators)
 	scripts/stack.sh up
@@ -36,3 +36,5 @@ bench:         ## full benchmark (a few minutes), release build; writes target/b
 	scripts/bench.sh
 bench-quick:   ## the same fields at smaller sizes, under a minute
 	scripts/bench.sh --quick
+soak:          ## chaos soak (minutes; not in CI): make soak MINUTES=5
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" cargo run --release --quiet -p bench --bin soak -- --minutes $(or $(MINUTES),5)
