@@ -114,3 +114,54 @@ async fn an_oversize_client_frame_closes_that_client_only() -> anyhow::Result<()
     .await?;
     Ok(())
 }
+
+/// Thousands of connections: the cap holds (refusals counted), memory stays bounded,
+/// and a reading client keeps getting the feed.
+#[tokio::test]
+async fn thousands_of_connections_are_capped_with_bounded_memory() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let _monitor = monitor(&nats).await?;
+    let gw = gateway(&nats, &["--max-clients", "1000"]).await?;
+    let mut reader = connect(&gw.ws_url(), None).await?;
+    let mut rs = 0;
+    until(&mut reader, &mut rs, SOON, |m| m["type"] == "snapshot").await?;
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", gw.proc.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before_kib = rss();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..2_000 {
+        match connect(&gw.ws_url(), None).await {
+            Ok(ws) => held.push(ws),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(held.len(), 999, "the reader holds one slot");
+    assert_eq!(refused, 1_001);
+    assert_eq!(
+        gw.counter("vitals_gateway_refusals_total{reason=\"capacity\"}")
+            .await?,
+        1_001.0
+    );
+    let grown_kib = rss().saturating_sub(before_kib);
+    // The contract's budget is 64 KiB per idle client; the held ones read nothing.
+    assert!(
+        grown_kib < 999 * 64,
+        "RSS grew {grown_kib} KiB for 999 clients"
+    );
+    publish_sample(&client, "auth", 0, false).await?;
+    until(&mut reader, &mut rs, SOON, |m| {
+        is_status(m, "auth", "HEALTHY")
+    })
+    .await?;
+    Ok(())
+}

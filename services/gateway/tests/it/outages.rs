@@ -99,3 +99,38 @@ async fn sigterm_closes_clients_with_going_away_and_exits() -> anyhow::Result<()
     assert_eq!(status.code(), Some(0));
     Ok(())
 }
+
+/// The monitor stops: its heartbeats stop reaching clients (so the dashboard can say
+/// "monitor down" and grey the data), and no service is reported DOWN because of it.
+#[tokio::test]
+async fn monitor_down_is_not_services_down() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let mut monitor = monitor(&nats).await?;
+    publish_sample(&client, "auth", 0, false).await?;
+    let gw = gateway(&nats, &[]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    until(&mut ws, &mut seq, SOON, |m| m["type"] == "monitor").await?;
+    monitor.proc.kill();
+    // Nothing but silence: no status change, no alert, no heartbeat, for longer than the
+    // heartbeat timeout.
+    let quiet = tokio::time::timeout(
+        Duration::from_secs(5),
+        next_msg(&mut ws, Duration::from_secs(5)),
+    )
+    .await;
+    assert!(!matches!(quiet, Ok(Ok(_))), "got {quiet:?}");
+    let status = gw.get_json("/api/status").await?;
+    assert_eq!(snapshot_status(&status, "auth").as_deref(), Some("HEALTHY"));
+    // A client connecting now sees when the monitor was last heard of.
+    let mut late = connect(&gw.ws_url(), None).await?;
+    let mut ls = 0;
+    let snap = until(&mut late, &mut ls, SOON, |m| m["type"] == "snapshot").await?;
+    let seen = snap["monitor_seen_ms"].as_u64().unwrap_or(0);
+    assert!(
+        snap["at_ms"].as_u64().unwrap_or(0) >= seen + 5_000,
+        "{snap}"
+    );
+    Ok(())
+}
