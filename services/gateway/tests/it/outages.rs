@@ -134,3 +134,66 @@ async fn monitor_down_is_not_services_down() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Records one connection's real frames, of every type, to `target/fixtures/feed.json`
+/// (or `$FEED_FIXTURE_OUT`): the dashboard's tests parse exactly what the gateway sends.
+#[tokio::test]
+async fn records_a_fixture_of_real_frames_for_the_dashboard() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let _monitor = monitor(&nats).await?;
+    publish_sample(&client, "auth", 0, false).await?;
+    let gw = gateway(&nats, &[]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    let mut frames = vec![until(&mut ws, &mut seq, SOON, |_| true).await?];
+    let mut record = |m: serde_json::Value| {
+        frames.push(m);
+    };
+    publish_sample(&client, "billing", 0, false).await?;
+    publish_sample(&client, "billing", 1, true).await?;
+    let wanted = ["status", "alert", "metrics", "monitor"];
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < wanted.len() {
+        let m = until(&mut ws, &mut seq, SOON, |_| true).await?;
+        seen.insert(m["type"].as_str().unwrap_or("").to_owned());
+        record(m);
+    }
+    send_text(&mut ws, r#"{"type":"resync"}"#).await?;
+    loop {
+        let m = until(&mut ws, &mut seq, SOON, |_| true).await?;
+        let done = m["type"] == "snapshot";
+        record(m);
+        if done {
+            break;
+        }
+    }
+    nats.kill();
+    loop {
+        let m = until(&mut ws, &mut seq, SOON, |_| true).await?;
+        let done = m["type"] == "gateway";
+        record(m);
+        if done {
+            break;
+        }
+    }
+    nats.restart()?;
+    loop {
+        let m = until(&mut ws, &mut seq, Duration::from_secs(20), |_| true).await?;
+        let done = m["type"] == "snapshot";
+        record(m);
+        if done {
+            break;
+        }
+    }
+    let types: std::collections::BTreeSet<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    assert_eq!(types.len(), 6, "{types:?}");
+    let out = std::env::var("FEED_FIXTURE_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| vitals_testkit::workspace_root().join("target/fixtures/feed.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&frames)?)?;
+    Ok(())
+}

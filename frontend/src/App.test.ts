@@ -1,0 +1,105 @@
+// Renders the whole page on the server (no browser here) with a connection in each mode, so a
+// template error or a missing data-testid shows up in `npm test`.
+import { render } from 'svelte/server';
+import { describe, expect, it } from 'vitest';
+import App from './App.svelte';
+import { Connection, type ConnectionDeps, type WebSocketLike } from './lib/connection.svelte';
+import { alertMsg, metricsMsg, serviceState, snapshot, statusMsg, T0 } from './lib/testdata';
+
+class Sock implements WebSocketLike {
+  static last: Sock | null = null;
+  readyState = 0;
+  onopen: ((ev: unknown) => void) | null = null;
+  onclose: ((ev: { code?: number; reason?: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  constructor() {
+    Sock.last = this;
+  }
+  send(): void {}
+  close(): void {}
+}
+
+function makeConn(now: number): { conn: Connection; frames: (() => void)[] } {
+  const frames: (() => void)[] = [];
+  const deps: ConnectionDeps = {
+    WebSocket: Sock,
+    fetch: (() => new Promise(() => {})) as typeof fetch,
+    now: () => now,
+    random: () => 0.5,
+    setTimeout: () => 0,
+    clearTimeout: () => {},
+    requestFrame: (cb) => {
+      frames.push(cb);
+      return () => {};
+    },
+    storage: null,
+  };
+  return { conn: new Connection({ wsUrl: 'ws://h/ws' }, deps), frames };
+}
+
+const hostile = '<img src=x onerror=alert(1)>';
+
+describe('App (server render)', () => {
+  it('renders a live dashboard with cards, alerts, timeline and monitor figures', () => {
+    const { conn, frames } = makeConn(T0);
+    conn.start();
+    const ws = Sock.last!;
+    ws.onopen?.({});
+    const send = (m: object) => ws.onmessage?.({ data: JSON.stringify(m) });
+    send(
+      snapshot(0, [
+        serviceState('auth'),
+        serviceState('billing', { health_url: 'http://127.0.0.1:3002/health' }),
+        serviceState(hostile),
+      ]),
+    );
+    send(metricsMsg(1, { service: 'auth', at_ms: T0 + 1 }));
+    send(statusMsg(2, { service: 'billing', status: 'DOWN', reasons: ['stopped'] }));
+    send(alertMsg(3, { service: 'billing' }));
+    for (const f of frames.splice(0)) f();
+    expect(conn.mode).toBe('live');
+
+    const { body } = render(App, { props: { conn } });
+    expect(body).toContain('data-testid="connection-state"');
+    expect(body).toContain('data-state="live"');
+    expect(body).toMatch(/data-testid="service-card"[^>]*data-service="billing"[^>]*data-status="DOWN"/);
+    expect(body).toMatch(/data-testid="alert"[^>]*data-alert="SERVICE_DOWN"[^>]*data-service="billing"/);
+    expect(body).toContain('billing is DOWN (stopped).');
+    expect(body).toContain('data-testid="monitor-panel"');
+    expect(body).toContain('data-testid="timeline-item"');
+    // trouble first
+    expect(body.indexOf('data-service="billing"')).toBeLessThan(body.indexOf('data-service="auth"'));
+    // the hostile name is text, never markup
+    expect(body).not.toContain(hostile);
+    expect(body).toContain('&lt;img src=x onerror=alert(1)>');
+    // the data button of a DOWN service is disabled
+    const billingCard = body.slice(body.indexOf('data-service="billing"'), body.indexOf('data-service="auth"'));
+    expect(billingCard).toMatch(/data-testid="data-button"[^>]*disabled/);
+    conn.stop();
+  });
+
+  it('renders the fallback view with health-check results', () => {
+    const { conn, frames } = makeConn(T0);
+    conn.start();
+    const ws = Sock.last!;
+    ws.onopen?.({});
+    ws.onmessage?.({ data: JSON.stringify(snapshot(0, [serviceState('auth', { health_url: 'http://127.0.0.1:3001/health' })])) });
+    for (const f of frames.splice(0)) f();
+    ws.onclose?.({ code: 1006 });
+    expect(conn.mode).toBe('fallback');
+    const { body } = render(App, { props: { conn } });
+    expect(body).toContain('data-state="fallback"');
+    expect(body).toContain('data-source="health-check"');
+    expect(body).toContain('Retry now');
+    conn.stop();
+  });
+
+  it('renders while connecting', () => {
+    const { conn } = makeConn(T0);
+    conn.start();
+    const { body } = render(App, { props: { conn } });
+    expect(body).toContain('data-state="connecting"');
+    conn.stop();
+  });
+});

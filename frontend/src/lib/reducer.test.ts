@@ -1,0 +1,328 @@
+import { describe, expect, it } from 'vitest';
+import {
+  announceStatusChanges,
+  checkSeq,
+  deriveMode,
+  initialState,
+  isMonitorFresh,
+  lastSampleAgeMs,
+  mergeHistory,
+  monitorAgeMs,
+  monitorExpiresAtMs,
+  monitorTimeoutMs,
+  newSeqTracker,
+  reduce,
+  reduceBatch,
+  SERIES_POINTS,
+  TIMELINE_MAX,
+  type DashboardState,
+  type SeqTracker,
+} from './reducer';
+import type { FeedMessage } from './protocol';
+import { alertMsg, gatewayMsg, heartbeat, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg, T0 } from './testdata';
+
+const NOW = 5_000_000; // browser clock, deliberately far from the server's T0
+
+function apply(msgs: FeedMessage[], state: DashboardState = initialState(), now = NOW): DashboardState {
+  return msgs.reduce((s, m) => reduce(s, m, now), state);
+}
+
+describe('snapshot', () => {
+  it('replaces the state', () => {
+    const first = apply([snapshot(0, [serviceState('a'), serviceState('b', { status: 'DOWN' })])]);
+    expect([...first.services.keys()].sort()).toEqual(['a', 'b']);
+    expect(first.order).toEqual(['b', 'a']);
+    expect(first.counts).toEqual({ DOWN: 1, DEGRADED: 0, UNKNOWN: 0, HEALTHY: 1 });
+    expect(first.gateway?.nats_connected).toBe(true);
+
+    const second = reduce(first, snapshot(5, [serviceState('c', { status: 'DEGRADED' })], { resync: true }), NOW + 10);
+    expect([...second.services.keys()]).toEqual(['c']);
+    expect(second.counts).toEqual({ DOWN: 0, DEGRADED: 1, UNKNOWN: 0, HEALTHY: 0 });
+    expect(second.alerts).toEqual([]);
+    expect(second.snapshotLocalMs).toBe(NOW + 10);
+  });
+
+  it('carries the alerts of each service', () => {
+    const s = apply([
+      snapshot(0, [
+        serviceState('a', {
+          status: 'DEGRADED',
+          alerts: [{ id: 'a:HIGH_CPU:1', alert: 'HIGH_CPU', value: 91, threshold: 85, since_ms: T0 - 5000 }],
+        }),
+      ]),
+    ]);
+    expect(s.alerts).toEqual([{ id: 'a:HIGH_CPU:1', alert: 'HIGH_CPU', value: 91, threshold: 85, since_ms: T0 - 5000, service: 'a' }]);
+  });
+
+  it('keeps the sparkline history of services still present', () => {
+    let s = apply([snapshot(0, [serviceState('a'), serviceState('b')]), metricsMsg(1, { service: 'a' }), metricsMsg(2, { service: 'b' })]);
+    s = reduce(s, snapshot(3, [serviceState('a')], { resync: true }), NOW);
+    expect(s.services.get('a')?.series.cpu).toHaveLength(1);
+    expect(s.services.has('b')).toBe(false);
+  });
+
+  it('sorts trouble first, then by name', () => {
+    const s = apply([
+      snapshot(0, [
+        serviceState('zeta'),
+        serviceState('alpha'),
+        serviceState('mid', { status: 'UNKNOWN' }),
+        serviceState('beta', { status: 'DEGRADED' }),
+        serviceState('omega', { status: 'DOWN' }),
+        serviceState('delta', { status: 'DOWN' }),
+      ]),
+    ]);
+    expect(s.order).toEqual(['delta', 'omega', 'beta', 'mid', 'alpha', 'zeta']);
+  });
+});
+
+describe('deltas', () => {
+  const base = () => apply([snapshot(0, [serviceState('a'), serviceState('b')])]);
+
+  it('a status change updates status, since and reasons, and the order', () => {
+    const s = reduce(base(), statusMsg(1, { service: 'b', status: 'DOWN', at_ms: T0 + 2000, reasons: ['stopped'] }), NOW);
+    const b = s.services.get('b');
+    expect(b?.status).toBe('DOWN');
+    expect(b?.since_ms).toBe(T0 + 2000);
+    expect(b?.reasons).toEqual(['stopped']);
+    expect(s.order).toEqual(['b', 'a']);
+    expect(s.counts.DOWN).toBe(1);
+    expect(s.timeline[0]?.kind).toBe('status');
+  });
+
+  it('leaves unchanged services as the same objects', () => {
+    const before = base();
+    const after = reduce(before, statusMsg(1, { service: 'b' }), NOW);
+    expect(after.services.get('a')).toBe(before.services.get('a'));
+    expect(after.services.get('b')).not.toBe(before.services.get('b'));
+    // and the old state is untouched
+    expect(before.services.get('b')?.status).toBe('HEALTHY');
+  });
+
+  it('ignores a status change older than the current status', () => {
+    const s = reduce(base(), statusMsg(1, { service: 'a', status: 'DOWN', at_ms: T0 - 120_000 }), NOW);
+    expect(s.services.get('a')?.status).toBe('HEALTHY');
+  });
+
+  it('alerts are added and removed by id', () => {
+    let s = base();
+    s = reduce(s, alertMsg(1, { service: 'a', alert: 'HIGH_CPU', since_ms: T0 + 1, value: 90, threshold: 85 }), NOW);
+    s = reduce(s, alertMsg(2, { service: 'a', alert: 'HIGH_MEMORY', since_ms: T0 + 2 }), NOW);
+    s = reduce(s, alertMsg(3, { service: 'b', alert: 'SERVICE_DOWN', since_ms: T0 + 3 }), NOW);
+    expect(s.alerts.map((a) => a.id)).toEqual(['b:SERVICE_DOWN:1763900000003', 'a:HIGH_MEMORY:1763900000002', 'a:HIGH_CPU:1763900000001']);
+    // the same firing again does not duplicate it
+    s = reduce(s, alertMsg(4, { service: 'a', alert: 'HIGH_CPU', since_ms: T0 + 1, value: 95 }), NOW);
+    expect(s.services.get('a')?.alerts.filter((a) => a.alert === 'HIGH_CPU')).toHaveLength(1);
+    expect(s.services.get('a')?.alerts.find((a) => a.alert === 'HIGH_CPU')?.value).toBe(95);
+    s = reduce(s, alertMsg(5, { service: 'a', alert: 'HIGH_CPU', since_ms: T0 + 1, state: 'resolved' }), NOW);
+    expect(s.alerts.map((a) => a.id)).toEqual(['b:SERVICE_DOWN:1763900000003', 'a:HIGH_MEMORY:1763900000002']);
+    // resolving an unknown id changes nothing but the timeline
+    const again = reduce(s, alertMsg(6, { service: 'a', alert: 'HIGH_LATENCY', state: 'resolved' }), NOW);
+    expect(again.services).toBe(s.services);
+    expect(again.alerts).toBe(s.alerts);
+  });
+
+  it('metrics update figures and append to a bounded series', () => {
+    let s = base();
+    for (let i = 1; i <= SERIES_POINTS + 30; i++) {
+      s = reduce(s, metricsMsg(i, { service: 'a', at_ms: T0 + i * 1000, figures: { ...serviceState('a').figures, cpu_pct: i % 100 } }), NOW);
+    }
+    const a = s.services.get('a');
+    expect(a?.series.cpu).toHaveLength(SERIES_POINTS);
+    expect(a?.series.t).toHaveLength(SERIES_POINTS);
+    expect(a?.series.cpu.at(-1)).toBe((SERIES_POINTS + 30) % 100);
+    expect(a?.figures?.cpu_pct).toBe((SERIES_POINTS + 30) % 100);
+    expect(a?.summary_at_ms).toBe(T0 + (SERIES_POINTS + 30) * 1000);
+  });
+
+  it('a duplicate or older summary is ignored', () => {
+    let s = reduce(base(), metricsMsg(1, { service: 'a', at_ms: T0 + 5000 }), NOW);
+    const once = s;
+    s = reduce(s, metricsMsg(2, { service: 'a', at_ms: T0 + 5000 }), NOW);
+    s = reduce(s, metricsMsg(3, { service: 'a', at_ms: T0 + 4000 }), NOW);
+    expect(s.services.get('a')).toBe(once.services.get('a'));
+    expect(s.services.get('a')?.series.cpu).toHaveLength(1);
+  });
+
+  it('a summary with a newer status moves the service', () => {
+    const s = reduce(base(), metricsMsg(1, { service: 'b', status: 'DEGRADED', at_ms: T0 + 5000 }), NOW);
+    expect(s.services.get('b')?.status).toBe('DEGRADED');
+    expect(s.order[0]).toBe('b');
+  });
+
+  it('events for an unknown service create it', () => {
+    let s = reduce(base(), metricsMsg(1, { service: 'new' }), NOW);
+    expect(s.services.get('new')?.figures).not.toBeNull();
+    s = reduce(s, statusMsg(2, { service: 'other', status: 'DOWN' }), NOW);
+    expect(s.order[0]).toBe('other');
+  });
+
+  it('monitor and gateway messages update their parts', () => {
+    let s = reduce(base(), monitorMsg(1, { at_ms: T0 + 3000, samples_per_s: 7 }), NOW + 3000);
+    expect(s.monitor?.samples_per_s).toBe(7);
+    expect(s.monitorSeenLocalMs).toBe(NOW + 3000);
+    expect(s.clockOffsetMs).toBe(T0 - NOW);
+    s = reduce(s, gatewayMsg(2, false), NOW);
+    expect(s.gateway?.nats_connected).toBe(false);
+  });
+
+  it('a batch equals the same messages one by one', () => {
+    const msgs = [
+      snapshot(0, [serviceState('a'), serviceState('b')]),
+      metricsMsg(1, { service: 'a' }),
+      statusMsg(2, { service: 'b' }),
+      alertMsg(3, { service: 'b' }),
+      monitorMsg(4),
+    ];
+    const one = apply(msgs);
+    const batch = reduceBatch(initialState(), msgs.map((msg) => ({ msg, atMs: NOW })));
+    expect(batch).toEqual(one);
+  });
+});
+
+describe('timeline', () => {
+  it('merges history without duplicates, newest first, bounded', () => {
+    let s = apply([snapshot(0, [serviceState('a')]), statusMsg(1, { service: 'a', at_ms: T0 + 5000 })]);
+    const history = [
+      { kind: 'status' as const, stream_seq: 3, data: { service: 'a', status: 'DOWN' as const, previous: 'HEALTHY' as const, at_ms: T0 + 5000, reasons: ['stopped'] } },
+      { kind: 'alert' as const, stream_seq: 2, data: { id: 'a:HIGH_CPU:1', service: 'a', alert: 'HIGH_CPU' as const, state: 'firing' as const, value: 1, threshold: 1, since_ms: 1, at_ms: T0 + 100 } },
+    ];
+    s = mergeHistory(s, history);
+    expect(s.timeline.map((i) => i.kind)).toEqual(['status', 'alert']);
+    expect(mergeHistory(s, history)).toBe(s);
+
+    const many = Array.from({ length: TIMELINE_MAX + 50 }, (_, i) => ({
+      kind: 'status' as const,
+      stream_seq: i,
+      data: { service: 'a', status: 'DOWN' as const, previous: 'HEALTHY' as const, at_ms: T0 + i, reasons: [] },
+    }));
+    s = mergeHistory(s, many);
+    expect(s.timeline).toHaveLength(TIMELINE_MAX);
+    expect(s.timeline[0]?.at_ms).toBe(T0 + 5000);
+  });
+});
+
+describe('checkSeq', () => {
+  const run = (seqs: [number, string][]) => {
+    let t: SeqTracker = newSeqTracker();
+    return seqs.map(([seq, type]) => {
+      const r = checkSeq(t, { seq, type });
+      t = r.next;
+      return r.verdict;
+    });
+  };
+
+  it('applies in-order messages after the first snapshot', () => {
+    expect(run([[0, 'snapshot'], [1, 'metrics'], [2, 'status']])).toEqual(['apply', 'apply', 'apply']);
+  });
+
+  it('a gap asks for a resync and ignores everything until the snapshot', () => {
+    expect(
+      run([
+        [0, 'snapshot'],
+        [1, 'metrics'],
+        [3, 'metrics'], // 2 is missing
+        [4, 'status'],
+        [5, 'alert'],
+        [6, 'snapshot'], // the resync snapshot
+        [7, 'metrics'],
+      ]),
+    ).toEqual(['apply', 'apply', 'resync', 'ignore', 'ignore', 'apply', 'apply']);
+  });
+
+  it('duplicates and old messages are ignored', () => {
+    expect(run([[0, 'snapshot'], [1, 'metrics'], [1, 'metrics'], [0, 'status'], [2, 'metrics']])).toEqual([
+      'apply',
+      'apply',
+      'ignore',
+      'ignore',
+      'apply',
+    ]);
+    expect(run([[0, 'snapshot'], [1, 'metrics'], [0, 'snapshot']])).toEqual(['apply', 'apply', 'ignore']);
+  });
+
+  it('a first message that is not a snapshot asks for one', () => {
+    expect(run([[0, 'metrics'], [1, 'metrics'], [2, 'snapshot'], [3, 'metrics']])).toEqual(['resync', 'ignore', 'apply', 'apply']);
+  });
+
+  it('a server-initiated resync snapshot is applied even after a gap', () => {
+    expect(run([[0, 'snapshot'], [1, 'metrics'], [9, 'snapshot'], [10, 'metrics']])).toEqual(['apply', 'apply', 'apply', 'apply']);
+  });
+});
+
+describe('staleness', () => {
+  const withHeartbeat = (seenAt: number) => reduce(initialState(), monitorMsg(0, { at_ms: T0 }), seenAt);
+
+  it('the heartbeat is fresh up to the timeout and stale after it', () => {
+    const s = withHeartbeat(NOW);
+    expect(monitorTimeoutMs(s.monitor)).toBe(3500);
+    expect(isMonitorFresh(s, NOW)).toBe(true);
+    expect(isMonitorFresh(s, NOW + 3499)).toBe(true);
+    expect(isMonitorFresh(s, NOW + 3500)).toBe(true);
+    expect(isMonitorFresh(s, NOW + 3501)).toBe(false);
+    expect(monitorExpiresAtMs(s)).toBe(NOW + 3500);
+    expect(monitorAgeMs(s, NOW + 1200)).toBe(1200);
+  });
+
+  it('no heartbeat means not fresh', () => {
+    expect(isMonitorFresh(initialState(), NOW)).toBe(false);
+    expect(monitorAgeMs(initialState(), NOW)).toBeNull();
+  });
+
+  it('a slower monitor gets a longer timeout', () => {
+    expect(monitorTimeoutMs(heartbeat({ interval_ms: 2000 }))).toBe(7000);
+  });
+
+  it('a snapshot dates the heartbeat by gateway time differences only (clock skew does not matter)', () => {
+    // The gateway's clock is an hour ahead of the browser's; the heartbeat was seen 1 s before
+    // the snapshot was sent.
+    const skew = 3_600_000;
+    const gwNow = NOW + skew;
+    const s = reduce(initialState(), snapshot(0, [], { at_ms: gwNow, monitor_seen_ms: gwNow - 1000, monitor: heartbeat({ at_ms: gwNow - 1000 }) }), NOW);
+    expect(s.monitorSeenLocalMs).toBe(NOW - 1000);
+    expect(isMonitorFresh(s, NOW + 2500)).toBe(true);
+    expect(isMonitorFresh(s, NOW + 2501)).toBe(false);
+    // a snapshot without a heartbeat: monitor unknown, not fresh
+    const none = reduce(s, snapshot(1, [], { monitor: null, monitor_seen_ms: null, resync: true }), NOW);
+    expect(none.monitorSeenLocalMs).toBeNull();
+    expect(isMonitorFresh(none, NOW)).toBe(false);
+  });
+
+  it('sample ages use the server clock offset', () => {
+    const skew = -7_000_000; // server behind the browser
+    const s = reduce(initialState(), snapshot(0, [serviceState('a', { last_seen_ms: NOW + skew - 2000 })], { at_ms: NOW + skew, monitor_seen_ms: NOW + skew, monitor: heartbeat({ at_ms: NOW + skew }) }), NOW);
+    const a = s.services.get('a')!;
+    expect(lastSampleAgeMs(s, a, NOW)).toBe(2000);
+    expect(lastSampleAgeMs(s, a, NOW + 3000)).toBe(5000);
+  });
+});
+
+describe('deriveMode', () => {
+  const base = { wsOpen: true, hasSnapshot: true, natsConnected: true, monitorFresh: true, everFailed: false };
+  it('covers each state', () => {
+    expect(deriveMode(base)).toBe('live');
+    expect(deriveMode({ ...base, monitorFresh: false })).toBe('monitor-down');
+    expect(deriveMode({ ...base, natsConnected: false })).toBe('fallback');
+    expect(deriveMode({ ...base, wsOpen: false, hasSnapshot: false })).toBe('connecting');
+    expect(deriveMode({ ...base, wsOpen: false, hasSnapshot: false, everFailed: true })).toBe('fallback');
+    expect(deriveMode({ ...base, hasSnapshot: false, everFailed: true })).toBe('fallback');
+    expect(deriveMode({ ...base, hasSnapshot: false })).toBe('connecting');
+  });
+});
+
+describe('announcements', () => {
+  it('says who changed and why', () => {
+    expect(announceStatusChanges([{ service: 'billing', status: 'DOWN', previous: 'HEALTHY', at_ms: 1, reasons: ['stopped'] }])).toBe(
+      'billing is DOWN (stopped).',
+    );
+    expect(announceStatusChanges([])).toBe('');
+    const many = ['a', 'b', 'c', 'd'].map((service, i) => ({
+      service,
+      status: i === 0 ? ('HEALTHY' as const) : ('DOWN' as const),
+      previous: 'HEALTHY' as const,
+      at_ms: 1,
+      reasons: [],
+    }));
+    expect(announceStatusChanges(many)).toBe('4 services changed status: 3 DOWN, 1 HEALTHY.');
+  });
+});
