@@ -178,6 +178,32 @@ pub async fn fanout(
     })
 }
 
+/// Gives the monitor (and so the gateway's view) `n` more services and waits until the
+/// gateway shows them.
+pub async fn populate(nats: &NatsServer, gateway: &Part, n: usize) -> Result<()> {
+    let client = nats.client().await?;
+    let before = crate::util::view_size(gateway).await?;
+    for name in crate::util::names("view", n)? {
+        client
+            .publish(
+                vitals_protocol::subjects::metrics(&name),
+                sample(&name, 0, false),
+            )
+            .await?;
+    }
+    client.flush().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::util::view_size(gateway).await? < before + n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the gateway's view did not grow to {}",
+            before + n
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// The gateway's RSS growth per idle WebSocket client.
 pub async fn gateway_memory(gateway: &Part, clients: usize) -> Result<f64> {
     let before = gateway.rss_bytes()?;

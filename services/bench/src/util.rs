@@ -66,6 +66,15 @@ pub async fn gateway(nats: &NatsServer, extra: &[&str]) -> Result<Part> {
     Ok(g)
 }
 
+/// How many services the gateway's view holds.
+pub async fn view_size(gateway: &Part) -> Result<usize> {
+    let v: serde_json::Value = reqwest::get(format!("http://{}/api/status", gateway.http))
+        .await?
+        .json()
+        .await?;
+    Ok(v["services"].as_array().map_or(0, Vec::len))
+}
+
 /// Resident set size, from /proc.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -43,7 +43,8 @@ pub struct Metrics {
     pub nats_connected: Gauge,
     pub reconnects: Counter,
     pub snapshot_requests: Counter,
-    /// Time to judge one sample (parse, validate, evaluate), seconds.
+    /// Time to judge one sample (parse, validate, evaluate), seconds: one observation per
+    /// batch of samples taken from the subscription, the batch's average.
     pub eval_seconds: Histogram,
 }
 

@@ -98,6 +98,26 @@ impl Window {
         })
     }
 
+    /// One latency quantile (nearest rank) over the samples since `since_ms`, in linear
+    /// time: what the HIGH_LATENCY rule needs on every sample.
+    pub fn latency_quantile(&self, since_ms: u64, q: f64, scratch: &mut Vec<f32>) -> Option<f64> {
+        scratch.clear();
+        scratch.extend(
+            self.points
+                .iter()
+                .rev()
+                .take_while(|p| p.at_ms >= since_ms)
+                .map(|p| p.latency_ms),
+        );
+        let n = scratch.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        let (_, v, _) = scratch.select_nth_unstable_by(rank, f32::total_cmp);
+        Some(f64::from(*v))
+    }
+
     pub fn mark_down(&mut self, now_ms: u64) {
         self.down_since.get_or_insert(now_ms);
     }
@@ -173,6 +193,24 @@ mod tests {
         assert_eq!(recent.p95, 100.0);
         assert_eq!(recent.avg, 95.5);
         assert!(w.latency_stats(1000, &mut Vec::new()).is_none());
+        // The linear-time quantile agrees with the sorted one.
+        let mut scratch = Vec::new();
+        for (since, q) in [(0, 0.95), (0, 0.99), (91, 0.95), (50, 0.5)] {
+            let sorted = w.latency_stats(since, &mut scratch).unwrap();
+            let want = if q == 0.95 {
+                sorted.p95
+            } else if q == 0.99 {
+                sorted.p99
+            } else {
+                75.0
+            };
+            assert_eq!(
+                w.latency_quantile(since, q, &mut scratch),
+                Some(want),
+                "{since} {q}"
+            );
+        }
+        assert_eq!(w.latency_quantile(1000, 0.95, &mut scratch), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! MetricSample: what a simulated service publishes on `metrics.<service>`, and
 //! how the monitor decides whether to accept one.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::name::{ServiceName, validate_name};
@@ -103,17 +105,21 @@ impl Refusal {
 }
 
 /// The wire shape before the name is checked, so a bad name is told apart from bad JSON.
+/// Strings are borrowed from the payload when they need no unescaping.
 #[derive(Deserialize)]
-struct RawSample {
-    service: String,
-    instance: String,
+struct RawSample<'a> {
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    #[serde(borrow)]
+    instance: Cow<'a, str>,
     seq: u64,
     ts_ms: u64,
     cpu_pct: f64,
     mem_pct: f64,
     latency_ms: f64,
     error_rate: f64,
-    health_url: String,
+    #[serde(borrow)]
+    health_url: Cow<'a, str>,
     #[serde(default)]
     stopping: bool,
 }
@@ -131,7 +137,7 @@ pub fn parse_sample(subject_service: &str, payload: &[u8]) -> Result<MetricSampl
     }
     validate_name(subject_service)
         .map_err(|e| Refusal::new(RefusalReason::BadName, format!("subject token: {e}")))?;
-    let raw: RawSample = serde_json::from_slice(payload).map_err(|e| {
+    let raw: RawSample<'_> = serde_json::from_slice(payload).map_err(|e| {
         let reason = match e.classify() {
             serde_json::error::Category::Data => RefusalReason::Schema,
             _ if e.to_string().contains("out of range") => RefusalReason::NotFinite,
@@ -149,14 +155,14 @@ pub fn parse_sample(subject_service: &str, payload: &[u8]) -> Result<MetricSampl
     }
     let sample = MetricSample {
         service,
-        instance: raw.instance,
+        instance: raw.instance.into_owned(),
         seq: raw.seq,
         ts_ms: raw.ts_ms,
         cpu_pct: raw.cpu_pct,
         mem_pct: raw.mem_pct,
         latency_ms: raw.latency_ms,
         error_rate: raw.error_rate,
-        health_url: raw.health_url,
+        health_url: raw.health_url.into_owned(),
         stopping: raw.stopping,
     };
     sample.validate()?;

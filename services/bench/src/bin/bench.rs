@@ -111,6 +111,12 @@ struct Memory {
     monitor_services: usize,
     gateway_bytes_per_client: f64,
     gateway_clients: usize,
+    /// Services in the view when `gateway_bytes_per_client` was measured.
+    gateway_view_services: usize,
+    /// The same after the end-to-end runs grew the view (each client keeps a write
+    /// buffer as large as the largest frame it was sent: its snapshot).
+    gateway_bytes_per_client_large_view: f64,
+    gateway_large_view_services: usize,
 }
 
 #[tokio::main]
@@ -149,6 +155,10 @@ async fn main() -> Result<()> {
         &["--max-clients", "20000", "--client-buffer", "65536"],
     )
     .await?;
+    step("gateway memory per idle client (100-service view)");
+    let view_services = 100;
+    feed::populate(&nats, &gateway, view_services).await?;
+    let gateway_bytes = feed::gateway_memory(&gateway, plan.idle_clients).await?;
     let mut e2e = Vec::new();
     for &clients in &plan.e2e_clients {
         step(&format!("end to end: {clients} clients"));
@@ -156,8 +166,9 @@ async fn main() -> Result<()> {
     }
     step("fan-out");
     let fanout = feed::fanout(&nats, &gateway, plan.fanout.0, plan.fanout.1).await?;
-    step("gateway memory per idle client");
-    let gateway_bytes = feed::gateway_memory(&gateway, plan.idle_clients).await?;
+    step("gateway memory per idle client (large view)");
+    let large_view = util::view_size(&gateway).await?;
+    let gateway_bytes_large = feed::gateway_memory(&gateway, plan.idle_clients).await?;
 
     let mut det = Vec::new();
     for signal in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGTERM] {
@@ -193,6 +204,9 @@ async fn main() -> Result<()> {
             monitor_services,
             gateway_bytes_per_client: gateway_bytes,
             gateway_clients: plan.idle_clients,
+            gateway_view_services: view_services,
+            gateway_bytes_per_client_large_view: gateway_bytes_large,
+            gateway_large_view_services: large_view,
         },
     };
     if let Some(dir) = args.out.parent() {
@@ -283,6 +297,17 @@ fn print_table(r: &Results) {
     row(
         &format!("gateway memory, {} idle clients", r.memory.gateway_clients),
         format!("{:.0} B/client", r.memory.gateway_bytes_per_client),
-        String::new(),
+        format!("view of {} services", r.memory.gateway_view_services),
+    );
+    row(
+        &format!(
+            "gateway memory, {} idle clients, large view",
+            r.memory.gateway_clients
+        ),
+        format!(
+            "{:.0} B/client",
+            r.memory.gateway_bytes_per_client_large_view
+        ),
+        format!("view of {} services", r.memory.gateway_large_view_services),
     );
 }
