@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -13,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
@@ -21,7 +21,7 @@ use vitals_protocol::{History, ServiceName};
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::ws;
+use crate::{upgrade, ws};
 
 pub struct AppState {
     pub hub: Arc<Hub>,
@@ -111,12 +111,12 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     }
 }
 
-async fn upgrade(
-    State(s): State<Arc<AppState>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if !origin_allowed(&headers, &s.allowed_origins) {
+async fn upgrade(State(s): State<Arc<AppState>>, request: Request) -> Response {
+    let accept_key = match upgrade::check(request.method(), request.headers()) {
+        Ok(key) => key,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    if !origin_allowed(request.headers(), &s.allowed_origins) {
         s.metrics.refused("origin");
         return error(StatusCode::FORBIDDEN, "origin not allowed");
     }
@@ -124,15 +124,18 @@ async fn upgrade(
         s.metrics.refused("capacity");
         return error(StatusCode::SERVICE_UNAVAILABLE, "too many clients");
     };
+    // Small buffers: a client only ever sends a resync request, and writes are flushed
+    // per batch (the library's defaults are 128 KiB each way).
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(s.max_client_message))
+        .max_frame_size(Some(s.max_client_message))
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(ws::FRAGMENT);
     let (hub, metrics, limits, cancel) =
         (s.hub.clone(), s.metrics.clone(), s.limits, s.cancel.clone());
-    // Small buffers: a client only ever sends a resync request, and writes are flushed
-    // per batch, so per-connection memory stays small (the defaults are 128 KiB each).
-    ws.max_message_size(s.max_client_message)
-        .max_frame_size(s.max_client_message)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| ws::serve(socket, hub, metrics, limits, slot, cancel))
+    upgrade::accept(request, accept_key, config, move |socket| {
+        ws::serve(socket, hub, metrics, limits, slot, cancel)
+    })
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {

@@ -5,16 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::ClientMessage;
 
 use crate::hub::{Body, Hub, Out, frame};
 use crate::metrics::Metrics;
+use crate::upgrade::Socket;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -25,11 +29,42 @@ pub struct Limits {
 
 /// Frames written per flush at most (what is ready is batched into one write).
 const BATCH: usize = 256;
-/// RFC 6455 "going away": the server is shutting down.
-const GOING_AWAY: u16 = 1001;
+/// Larger messages (snapshots) go out as fragments of this size: the WebSocket library
+/// keeps its write buffer as large as the largest frame it ever wrote, per connection, so
+/// one big snapshot would otherwise pin that much memory for the connection's lifetime.
+pub const FRAGMENT: usize = 8 * 1024;
+
+/// Queues `text` as one WebSocket message: a single frame, or fragments of [`FRAGMENT`]
+/// bytes (reassembled by every client into the same message).
+async fn feed_text(
+    sink: &mut SplitSink<Socket, Message>,
+    text: String,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    if text.len() <= FRAGMENT {
+        return sink.feed(Message::text(text)).await;
+    }
+    let bytes = Bytes::from(text);
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + FRAGMENT).min(bytes.len());
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        sink.feed(Message::Frame(Frame::message(
+            bytes.slice(start..end),
+            opcode,
+            end == bytes.len(),
+        )))
+        .await?;
+        start = end;
+    }
+    Ok(())
+}
 
 struct Client {
-    sink: SplitSink<WebSocket, Message>,
+    sink: SplitSink<Socket, Message>,
     seq: u64,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -44,7 +79,7 @@ impl Client {
                 let text = frame(self.seq, body);
                 self.seq += 1;
                 bytes += text.len();
-                self.sink.feed(Message::Text(text.into())).await?;
+                feed_text(&mut self.sink, text).await?;
             }
             self.sink.flush().await
         };
@@ -79,7 +114,7 @@ impl Drop for Connected {
 }
 
 pub async fn serve(
-    socket: WebSocket,
+    socket: Socket,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -111,7 +146,7 @@ pub async fn serve(
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
-                let close = Message::Close(Some(CloseFrame { code: GOING_AWAY, reason: "gateway shutting down".into() }));
+                let close = Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "gateway shutting down".into() }));
                 let _ = tokio::time::timeout(limits.write_timeout, client.sink.send(close)).await;
                 break;
             }
@@ -134,7 +169,7 @@ pub async fn serve(
                     Some(Ok(Message::Binary(_))) => {
                         metrics.client_messages_ignored.inc();
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => {
                         metrics.dropped("closed");
                         break;

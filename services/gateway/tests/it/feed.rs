@@ -268,3 +268,31 @@ async fn a_client_that_never_reads_is_dropped_and_others_are_unaffected() -> any
     assert_eq!(clients, 1.0);
     Ok(())
 }
+
+/// A snapshot far larger than one WebSocket fragment arrives as one whole message.
+#[tokio::test]
+async fn a_large_snapshot_arrives_whole() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let _monitor = monitor(&nats).await?;
+    let gw = gateway(&nats, &[]).await?;
+    for i in 0..300 {
+        publish_sample(&client, &format!("svc-{i}"), 0, false).await?;
+    }
+    let grown = wait_until(SOON, || async {
+        let v = gw.get_json("/api/status").await.ok()?;
+        (v["services"].as_array().map_or(0, Vec::len) == 300).then_some(())
+    })
+    .await;
+    assert!(grown.is_some());
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    let snap = until(&mut ws, &mut seq, SOON, |_| true).await?;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["services"].as_array().map(Vec::len), Some(300));
+    assert!(
+        snap.to_string().len() > 8 * 1024 * 10,
+        "the snapshot spans many fragments"
+    );
+    Ok(())
+}

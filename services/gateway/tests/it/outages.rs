@@ -186,7 +186,8 @@ async fn records_a_fixture_of_real_frames_for_the_dashboard() -> anyhow::Result<
             break;
         }
     }
-    let types: std::collections::BTreeSet<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+    let types: std::collections::BTreeSet<&str> =
+        frames.iter().filter_map(|f| f["type"].as_str()).collect();
     assert_eq!(types.len(), 6, "{types:?}");
     let out = std::env::var("FEED_FIXTURE_OUT")
         .map(std::path::PathBuf::from)
