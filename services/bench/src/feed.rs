@@ -24,6 +24,10 @@ pub struct E2e {
     pub p999_ms: f64,
     pub ratio_p99_vs_hop: f64,
     pub latency: Percentiles,
+    /// The gateway's own share: from NATS arrival to the frame written to each client's
+    /// socket (its `delivery_seconds` histogram; bucket upper bounds).
+    pub gateway_p50_ms: f64,
+    pub gateway_p99_ms: f64,
 }
 
 /// Publishes a first sample for a new service per run (the monitor turns it HEALTHY: a
@@ -65,6 +69,8 @@ pub async fn e2e(
         }));
     }
     drop(tx);
+    let buckets_before =
+        crate::util::histogram_buckets(gateway, "vitals_gateway_delivery_seconds").await?;
     let client = nats.client().await?;
     let mut sent = vec![Duration::ZERO; runs];
     for (i, at) in sent.iter_mut().enumerate() {
@@ -90,6 +96,9 @@ pub async fn e2e(
     for r in readers {
         r.abort();
     }
+    let buckets_after =
+        crate::util::histogram_buckets(gateway, "vitals_gateway_delivery_seconds").await?;
+    let gw = |q| crate::util::bucket_quantile_ms(&buckets_before, &buckets_after, q);
     let p = percentiles(&h);
     Ok(E2e {
         clients,
@@ -103,6 +112,8 @@ pub async fn e2e(
             0.0
         },
         latency: p,
+        gateway_p50_ms: gw(0.5),
+        gateway_p99_ms: gw(0.99),
     })
 }
 

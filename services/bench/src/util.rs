@@ -66,6 +66,50 @@ pub async fn gateway(nats: &NatsServer, extra: &[&str]) -> Result<Part> {
     Ok(g)
 }
 
+/// Cumulative bucket counts (upper bound in seconds, count) of a Prometheus histogram.
+pub async fn histogram_buckets(part: &Part, name: &str) -> Result<Vec<(f64, f64)>> {
+    let text = reqwest::get(format!("http://{}/metrics", part.http))
+        .await?
+        .text()
+        .await?;
+    let prefix = format!("{name}_bucket{{le=\"");
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// The `q` quantile (ms, the bucket's upper bound) of what was observed between two reads
+/// of the same histogram.
+pub fn bucket_quantile_ms(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|&(le, n)| {
+            (
+                le,
+                n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1),
+            )
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |d| d.1);
+    if total <= 0.0 {
+        return 0.0;
+    }
+    delta
+        .iter()
+        .find(|(_, n)| *n >= q * total)
+        .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+}
+
 /// How many services the gateway's view holds.
 pub async fn view_size(gateway: &Part) -> Result<usize> {
     let v: serde_json::Value = reqwest::get(format!("http://{}/api/status", gateway.http))

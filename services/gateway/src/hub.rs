@@ -6,6 +6,7 @@
 //! is exactly the state before the first frame it receives: nothing lost, nothing twice.
 
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use tokio::sync::broadcast;
 use vitals_protocol::{FeedMessage, GatewayState, ServiceState, Snapshot};
@@ -20,7 +21,8 @@ pub type Body = Arc<str>;
 
 #[derive(Debug, Clone)]
 pub enum Out {
-    Frame(Body),
+    /// A frame and when its cause arrived from NATS (for the delivery-time histogram).
+    Frame(Body, Instant),
     /// The view was replaced (e.g. after a NATS reconnect): every client takes a fresh snapshot.
     Resync,
 }
@@ -72,7 +74,9 @@ impl Hub {
             return;
         };
         if view.apply(&update, self.clock.now_ms()) {
-            let _ = self.tx.send(Out::Frame(encode(&update.into_message())));
+            let _ = self
+                .tx
+                .send(Out::Frame(encode(&update.into_message()), Instant::now()));
         }
     }
 
@@ -88,9 +92,10 @@ impl Hub {
             view.apply(update, now);
         }
         if let Some(state) = view.set_connected(true, now) {
-            let _ = self
-                .tx
-                .send(Out::Frame(encode(&FeedMessage::Gateway { data: state })));
+            let _ = self.tx.send(Out::Frame(
+                encode(&FeedMessage::Gateway { data: state }),
+                Instant::now(),
+            ));
         }
         let _ = self.tx.send(Out::Resync);
     }
@@ -101,9 +106,10 @@ impl Hub {
             return;
         };
         if let Some(state) = view.set_connected(false, self.clock.now_ms()) {
-            let _ = self
-                .tx
-                .send(Out::Frame(encode(&FeedMessage::Gateway { data: state })));
+            let _ = self.tx.send(Out::Frame(
+                encode(&FeedMessage::Gateway { data: state }),
+                Instant::now(),
+            ));
         }
     }
 
@@ -197,7 +203,7 @@ mod tests {
         assert!(snap.contains("\"HEALTHY\""));
         hub.publish(change(2, Status::Down));
         hub.publish(change(2, Status::Down)); // repeated: not relayed
-        let Ok(Out::Frame(f)) = rx.try_recv() else {
+        let Ok(Out::Frame(f, _)) = rx.try_recv() else {
             panic!()
         };
         assert!(f.contains("\"DOWN\""));
@@ -222,14 +228,14 @@ mod tests {
         let hub = Hub::new(64, Clock::new(), Arc::new(Metrics::new()));
         let (mut rx, _) = hub.join(false);
         hub.replace(vec![], "monitor", vec![change(5, Status::Healthy)]);
-        let Ok(Out::Frame(f)) = rx.try_recv() else {
+        let Ok(Out::Frame(f, _)) = rx.try_recv() else {
             panic!()
         };
         assert!(f.contains("\"nats_connected\":true"));
         assert!(matches!(rx.try_recv(), Ok(Out::Resync)));
         assert_eq!(hub.status().services.len(), 1, "buffered update replayed");
         hub.disconnected();
-        let Ok(Out::Frame(f)) = rx.try_recv() else {
+        let Ok(Out::Frame(f, _)) = rx.try_recv() else {
             panic!()
         };
         assert!(f.contains("\"nats_connected\":false"));

@@ -133,6 +133,10 @@ async fn connect(
                         metrics.feed_invalid.inc();
                         tracing::warn!("gateway fell behind NATS; messages dropped");
                     }
+                    // One per failed reconnect attempt during an outage: not worth info.
+                    async_nats::Event::ClientError(e) => {
+                        tracing::debug!(error = %e, "NATS client error")
+                    }
                     other => tracing::info!(event = %other, "NATS event"),
                 }
             }

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +32,9 @@ pub struct Metrics {
     pub nats_connected: Gauge,
     pub snapshot_fallbacks: Counter,
     pub snapshot_encodes: Counter,
+    /// From a message's arrival on NATS to its frame written to a client's socket (the
+    /// oldest frame of each batch written), seconds.
+    pub delivery_seconds: Histogram,
 }
 
 impl Metrics {
@@ -50,6 +54,7 @@ impl Metrics {
             nats_connected: Gauge::default(),
             snapshot_fallbacks: Counter::default(),
             snapshot_encodes: Counter::default(),
+            delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         for reason in REFUSALS {
             let _ = m.refusals.get_or_create(&ReasonLabel { reason });
@@ -118,6 +123,11 @@ impl Metrics {
             "snapshot_encodes",
             "Snapshots serialised",
             m.snapshot_encodes.clone(),
+        );
+        r.register(
+            "delivery_seconds",
+            "From arrival on NATS to the frame written to a client's socket",
+            m.delivery_seconds.clone(),
         );
         Self { registry: r, ..m }
     }

@@ -184,24 +184,29 @@ pub async fn serve(
             }
             out = rx.recv() => {
                 batch.clear();
-                if !take(&hub, &metrics, &mut rx, out, &mut batch) {
+                let mut oldest = None;
+                if !take(&hub, &metrics, &mut rx, out, &mut batch, &mut oldest) {
                     break;
                 }
                 while batch.len() < BATCH {
                     match rx.try_recv() {
                         Ok(out) => {
-                            if !take(&hub, &metrics, &mut rx, Ok(out), &mut batch) {
+                            if !take(&hub, &metrics, &mut rx, Ok(out), &mut batch, &mut oldest) {
                                 break;
                             }
                         }
                         Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                            take(&hub, &metrics, &mut rx, Err(broadcast::error::RecvError::Lagged(n)), &mut batch);
+                            let lagged = Err(broadcast::error::RecvError::Lagged(n));
+                            take(&hub, &metrics, &mut rx, lagged, &mut batch, &mut oldest);
                         }
                         Err(_) => break,
                     }
                 }
                 if !client.send(&batch).await {
                     break;
+                }
+                if let Some(at) = oldest {
+                    metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
                 }
             }
             _ = ping.tick() => {
@@ -228,9 +233,13 @@ fn take(
     rx: &mut broadcast::Receiver<Out>,
     out: Result<Out, broadcast::error::RecvError>,
     batch: &mut Vec<Body>,
+    oldest: &mut Option<std::time::Instant>,
 ) -> bool {
     match out {
-        Ok(Out::Frame(body)) => batch.push(body),
+        Ok(Out::Frame(body, at)) => {
+            *oldest = Some(oldest.map_or(at, |o: std::time::Instant| o.min(at)));
+            batch.push(body);
+        }
         Ok(Out::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
             let (new_rx, snapshot) = hub.join(true);
             *rx = new_rx;

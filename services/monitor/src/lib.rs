@@ -212,6 +212,10 @@ async fn connect(
                     async_nats::Event::SlowConsumer(_) => {
                         metrics.slow_consumer_drops.inc();
                     }
+                    // One per failed reconnect attempt during an outage: not worth info.
+                    async_nats::Event::ClientError(e) => {
+                        tracing::debug!(error = %e, "NATS client error")
+                    }
                     other => tracing::info!(event = %other, "NATS event"),
                 }
             }

@@ -271,7 +271,10 @@ fn print_table(r: &Results) {
         row(
             &format!("end to end p50 / p99, {} clients", e.clients),
             format!("{:.2} / {:.2} ms", e.p50_ms, e.p99_ms),
-            format!("p99 = {:.1}x one hop", e.ratio_p99_vs_hop),
+            format!(
+                "p99 = {:.1}x one hop; in the gateway p50/p99 <= {:.2} / {:.2} ms",
+                e.ratio_p99_vs_hop, e.gateway_p50_ms, e.gateway_p99_ms
+            ),
         );
     }
     row(
