@@ -87,15 +87,19 @@ impl Window {
         if scratch.is_empty() {
             return None;
         }
-        scratch.sort_unstable_by(f32::total_cmp);
         let n = scratch.len();
-        let rank = |q: f64| scratch[((q * n as f64).ceil() as usize).clamp(1, n) - 1] as f64;
         let avg = scratch.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-        Some(LatencyStats {
-            avg,
-            p95: rank(0.95),
-            p99: rank(0.99),
-        })
+        let rank = |q: f64| ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        // Linear-time selection: p99 first, then p95 among what is at or below it.
+        let (r95, r99) = (rank(0.95), rank(0.99));
+        let (below, p99, _) = scratch.select_nth_unstable_by(r99, f32::total_cmp);
+        let p99 = f64::from(*p99);
+        let p95 = if r95 == r99 {
+            p99
+        } else {
+            f64::from(*below.select_nth_unstable_by(r95, f32::total_cmp).1)
+        };
+        Some(LatencyStats { avg, p95, p99 })
     }
 
     /// One latency quantile (nearest rank) over the samples since `since_ms`, in linear
@@ -211,6 +215,25 @@ mod tests {
             );
         }
         assert_eq!(w.latency_quantile(1000, 0.95, &mut scratch), None);
+    }
+
+    proptest::proptest! {
+        /// Selection gives exactly the sorted nearest-rank percentiles.
+        #[test]
+        fn selection_matches_sorting(values in proptest::collection::vec(0.0f32..5_000.0, 1..200)) {
+            let mut w = Window::new(1_000_000, 1_000, 0);
+            for (i, v) in values.iter().enumerate() {
+                w.push(i as u64, f64::from(*v));
+            }
+            let mut sorted = values.clone();
+            sorted.sort_by(f32::total_cmp);
+            let n = sorted.len();
+            let rank = |q: f64| f64::from(sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]);
+            let s = w.latency_stats(0, &mut Vec::new()).unwrap();
+            proptest::prop_assert_eq!(s.p95, rank(0.95));
+            proptest::prop_assert_eq!(s.p99, rank(0.99));
+            proptest::prop_assert_eq!(w.latency_quantile(0, 0.95, &mut Vec::new()), Some(rank(0.95)));
+        }
     }
 
     #[test]
