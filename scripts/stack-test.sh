@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
 # Runs the README's stack command on spare ports, checks an outage end to end
-# (stop billing -> DOWN, start -> HEALTHY) and that `down` leaves nothing running.
+# (stop billing -> DOWN, start -> HEALTHY, both in the monitor's snapshot and as
+# health.status.billing on NATS, read as the anonymous viewer), that every part logged in
+# as its own NATS user, and that `down` leaves nothing running.
+# The dashboard part runs when frontend/dist and frontend/node_modules exist
+# (`npm ci && npm run build` in frontend/); otherwise it is skipped, and said so.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export VITALS_RUN_DIR; VITALS_RUN_DIR="$(mktemp -d)"
 export VITALS_PROFILE="${VITALS_PROFILE:-debug}" VITALS_NO_BUILD=1
-export NATS_PORT=14222 NATS_HTTP_PORT=18222 MONITOR_PORT=19100 SIM_PORT_BASE=13000
+export NATS_PORT=14222 NATS_HTTP_PORT=18222 MONITOR_PORT=19100 SIM_PORT_BASE=13000 GATEWAY_PORT=18080 DASHBOARD_PORT=15173
 stack="$root/scripts/stack.sh"
-cleanup() { "$stack" down >/dev/null 2>&1 || true; rm -rf "$VITALS_RUN_DIR"; }
+tail_pid=""
+cleanup() {
+  [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null || true
+  "$stack" down >/dev/null 2>&1 || true
+  rm -rf "$VITALS_RUN_DIR"
+}
 trap cleanup EXIT
+passed=0
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+with_dashboard=1
+if [ ! -f "$root/frontend/dist/index.html" ] || [ ! -x "$root/frontend/node_modules/.bin/vite" ]; then
+  with_dashboard=0
+  export VITALS_PARTS="nats monitor gateway auth billing notifications analytics"
+  echo "note: frontend/dist or frontend/node_modules missing; the dashboard part is skipped"
+fi
 
 status_of() { # service -> its status in the monitor's snapshot
   curl -fsS -m 2 "http://127.0.0.1:$MONITOR_PORT/api/status" 2>/dev/null |
@@ -17,23 +36,64 @@ status_of() { # service -> its status in the monitor's snapshot
 wait_status() { # service status
   local i
   for i in $(seq 1 150); do [ "$(status_of "$1")" = "$2" ] && return 0; sleep 0.1; done
-  echo "FAIL: $1 did not become $2 (is $(status_of "$1"))" >&2; exit 1
+  fail "$1 did not become $2 (is $(status_of "$1"))"
+}
+feed="$VITALS_RUN_DIR/health-status.feed"
+wait_feed() { # service status: a health.status.<service> message with that status
+  local i
+  for i in $(seq 1 150); do
+    grep -q "^health.status.$1 .*\"status\":\"$2\"" "$feed" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "no health.status.$1 with status $2 on NATS; got: $(cat "$feed" 2>/dev/null)"
 }
 
 "$stack" up >/dev/null
 for s in auth billing notifications analytics; do wait_status "$s" HEALTHY; done
-echo "ok: four services HEALTHY"
+ok "four services HEALTHY"
+
+# Each part is connected as its role (the server's own view of the connections).
+connz="$(curl -fsS -m 2 "http://127.0.0.1:$NATS_HTTP_PORT/connz?auth=true&limit=1024")"
+user_of() { jq -r --arg n "$1" '[.connections[] | select(.name == $n) | .authorized_user] | unique | join(",")' <<<"$connz"; }
+[ "$(user_of vitals-monitor)" = monitor ] || fail "monitor logged in as '$(user_of vitals-monitor)'"
+[ "$(user_of vitals-gateway)" = gateway ] || fail "gateway logged in as '$(user_of vitals-gateway)'"
+for s in auth billing notifications analytics; do
+  [ "$(user_of "simulator $s")" = simulator ] || fail "simulator $s logged in as '$(user_of "simulator $s")'"
+done
+ok "monitor, gateway and simulators logged in as their own NATS users"
+
+if [ "$with_dashboard" = 1 ]; then
+  curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/" | grep -qi "<html" || fail "dashboard serves no page"
+  curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/api/status" | jq -e '.services | length == 4' >/dev/null ||
+    fail "dashboard does not proxy /api/status to the gateway"
+  ok "dashboard serves the page and proxies /api to the gateway"
+fi
+
+# Watch health.status.> as the anonymous viewer, the way `nats sub 'health.>'` does.
+python3 "$root/scripts/nats_tail.py" "nats://127.0.0.1:$NATS_PORT" 'health.status.>' \
+  --ready "$VITALS_RUN_DIR/tail.ready" >"$feed" 2>"$VITALS_RUN_DIR/tail.err" &
+tail_pid=$!
+for i in $(seq 1 100); do [ -f "$VITALS_RUN_DIR/tail.ready" ] && break; sleep 0.05; done
+[ -f "$VITALS_RUN_DIR/tail.ready" ] || fail "anonymous subscriber did not connect: $(cat "$VITALS_RUN_DIR/tail.err")"
+
 "$stack" stop billing >/dev/null
 wait_status billing DOWN
-[ "$(status_of auth)" = HEALTHY ] || { echo "FAIL: auth affected" >&2; exit 1; }
-echo "ok: billing stopped -> DOWN"
+wait_feed billing DOWN
+[ "$(status_of auth)" = HEALTHY ] || fail "auth affected"
+ok "billing stopped -> DOWN (snapshot and health.status.billing)"
 "$stack" start billing >/dev/null
 wait_status billing HEALTHY
-echo "ok: billing started -> HEALTHY"
+wait_feed billing HEALTHY
+ok "billing started -> HEALTHY (snapshot and health.status.billing)"
+[ ! -s "$VITALS_RUN_DIR/tail.err" ] || fail "the anonymous subscriber got errors: $(cat "$VITALS_RUN_DIR/tail.err")"
+kill "$tail_pid" 2>/dev/null || true
+wait "$tail_pid" 2>/dev/null || true
+tail_pid=""
+
 pids="$(cat "$VITALS_RUN_DIR"/*.pid)"
 "$stack" down >/dev/null
 for pid in $pids; do
-  if kill -0 "$pid" 2>/dev/null; then echo "FAIL: pid $pid still running after down" >&2; exit 1; fi
+  if kill -0 "$pid" 2>/dev/null; then fail "pid $pid still running after down"; fi
 done
-echo "ok: down left nothing running"
-echo "stack: 4 passed, 0 failed"
+ok "down left nothing running"
+echo "stack: $passed passed, 0 failed"

@@ -2,6 +2,11 @@
 # The native Vitals stack: the same binaries, config and ports as docker-compose.yml.
 #   stack.sh up | down | status | stop NAME | start NAME | restart NAME | logs NAME
 # Logs and PIDs live in one run directory (.run/ by default).
+# Each part logs in to NATS as its role (nats.conf); the passwords default to the same
+# development passwords as docker-compose.yml and can be overridden by env:
+#   VITALS_MONITOR_PASSWORD, VITALS_GATEWAY_PASSWORD, VITALS_SIMULATOR_PASSWORD, and
+#   VITALS_NATS_CONF (another nats.conf, e.g. with your own passwords).
+# VITALS_PARTS="nats monitor ..." limits what `up` starts (default: all of PARTS below).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 RUN_DIR="${VITALS_RUN_DIR:-$root/.run}"
@@ -9,9 +14,16 @@ PROFILE="${VITALS_PROFILE:-release}"
 NATS_PORT="${NATS_PORT:-4222}"
 NATS_HTTP_PORT="${NATS_HTTP_PORT:-8222}"
 MONITOR_PORT="${MONITOR_PORT:-9100}"
+GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+DASHBOARD_PORT="${DASHBOARD_PORT:-5173}"
 SIM_PORT_BASE="${SIM_PORT_BASE:-3000}"
+NATS_CONF="${VITALS_NATS_CONF:-$root/nats.conf}"
+MONITOR_PASSWORD="${VITALS_MONITOR_PASSWORD:-monitor-dev}"
+GATEWAY_PASSWORD="${VITALS_GATEWAY_PASSWORD:-gateway-dev}"
+SIMULATOR_PASSWORD="${VITALS_SIMULATOR_PASSWORD:-simulator-dev}"
 SIMS=(auth billing notifications analytics)
-PARTS=(nats monitor "${SIMS[@]}")
+PARTS=(nats monitor gateway "${SIMS[@]}" dashboard)
+read -r -a UP_PARTS <<<"${VITALS_PARTS:-${PARTS[*]}}"
 
 case "$PROFILE" in debug) bin_dir="$root/target/debug" ;; *) bin_dir="$root/target/$PROFILE" ;; esac
 nats_url="nats://127.0.0.1:$NATS_PORT"
@@ -26,23 +38,42 @@ health_url() {
   case "$1" in
     nats) echo "http://127.0.0.1:$NATS_HTTP_PORT/healthz" ;;
     monitor) echo "http://127.0.0.1:$MONITOR_PORT/healthz" ;;
+    gateway) echo "http://127.0.0.1:$GATEWAY_PORT/healthz" ;;
+    dashboard) echo "http://127.0.0.1:$DASHBOARD_PORT/" ;;
     *) echo "http://127.0.0.1:$(sim_port "$1")/healthz" ;;
   esac
 }
 
 known() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+wanted() { local p; for p in "${UP_PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
 running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
+# Credentials go through the environment (NATS_USER/NATS_PASSWORD), not argv, so `ps`
+# does not show them.
+login() { export NATS_USER="$1" NATS_PASSWORD="$2"; }
+
 launch() {
   local name="$1"
+  unset NATS_USER NATS_PASSWORD # a developer's own `nats` CLI settings must not leak in
   case "$name" in
     nats)
-      exec "$NATS_SERVER_BIN" -c "$root/nats.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_HTTP_PORT" \
+      exec "$NATS_SERVER_BIN" -c "$NATS_CONF" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_HTTP_PORT" \
         -sd "$RUN_DIR/jetstream" ;;
     monitor)
+      login monitor "$MONITOR_PASSWORD"
       exec "$bin_dir/monitor" --nats-url "$nats_url" --http-addr "127.0.0.1:$MONITOR_PORT" ;;
+    gateway)
+      login gateway "$GATEWAY_PASSWORD"
+      exec "$bin_dir/gateway" --nats-url "$nats_url" --http-addr "127.0.0.1:$GATEWAY_PORT" \
+        --static-dir "$root/frontend/dist" \
+        --allowed-origins "http://localhost:$DASHBOARD_PORT,http://127.0.0.1:$DASHBOARD_PORT,http://localhost:$GATEWAY_PORT,http://127.0.0.1:$GATEWAY_PORT" ;;
+    dashboard)
+      cd "$root/frontend"
+      GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" exec node_modules/.bin/vite preview \
+        --host 127.0.0.1 --port "$DASHBOARD_PORT" --strictPort ;;
     *)
+      login simulator "$SIMULATOR_PASSWORD"
       exec "$bin_dir/simulator" --service "$name" --instance "$name-local-$$" --nats-url "$nats_url" \
         --http-addr "127.0.0.1:$(sim_port "$name")" ;;
   esac
@@ -89,6 +120,9 @@ prepare() {
     local flag="--profile=$PROFILE"
     [ "$PROFILE" = debug ] && flag=""
     (cd "$root" && cargo build $flag --bins --quiet)
+    if wanted dashboard; then
+      (cd "$root/frontend" && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent build >/dev/null)
+    fi
   fi
 }
 
@@ -107,16 +141,22 @@ status() {
 cmd="${1:-}"
 case "$cmd" in
   up)
+    for p in "${UP_PARTS[@]}"; do known "$p" || { echo "unknown part in VITALS_PARTS: $p (one of: ${PARTS[*]})" >&2; exit 2; }; done
     prepare
-    for p in "${PARTS[@]}"; do start_part "$p"; done
+    for p in "${PARTS[@]}"; do if wanted "$p"; then start_part "$p"; fi; done
+    dashboard_line="Dashboard       http://localhost:$DASHBOARD_PORT      <- open this"
+    wanted dashboard || dashboard_line="Dashboard       not started (VITALS_PARTS); the gateway serves frontend/dist"
     cat <<MSG
 
 Vitals is up (logs and pids in $RUN_DIR):
+  $dashboard_line
+  gateway         http://127.0.0.1:$GATEWAY_PORT  (/ws /api/status /api/history /metrics; also serves the dashboard)
   NATS            $nats_url   (monitoring http://127.0.0.1:$NATS_HTTP_PORT)
   monitor         http://127.0.0.1:$MONITOR_PORT/api/status   /metrics
   simulators      auth :$(sim_port auth)  billing :$(sim_port billing)  notifications :$(sim_port notifications)  analytics :$(sim_port analytics)
-Watch:            nats sub 'health.>'       Snapshot: nats req health.snapshot ''
-Outage:           make stop S=billing   then   make start S=billing
+Watch:            nats sub 'health.>'       Snapshot: nats req health.snapshot ''   (no login: read-only viewer)
+Chaos:            nats req chaos.billing '{"mode":"latency","for_s":30}' --user operator --password ${VITALS_OPERATOR_PASSWORD:-operator-dev}
+Outage:           make stop S=billing   then   make start S=billing     (walk-through: docs/STACK.md)
 Stop everything:  make down
 MSG
     ;;

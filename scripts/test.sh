@@ -24,6 +24,11 @@ scripts/ensure-frontend.sh
 echo "== benchmark quick mode runs and writes well-formed output"
 scripts/bench-check.sh
 
+# ---- stack config checks (docker-compose.yml, Dockerfiles, nats.conf; no container engine) ----
+echo "== stack config: nats-server -t, compose config + schema, ports/names/users, nginx proxy"
+scripts/check-stack.sh
+# ---- end of stack config checks ----
+
 echo "== stack script (the README's run command)"
 scripts/stack-test.sh
 

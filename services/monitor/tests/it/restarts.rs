@@ -29,7 +29,7 @@ async fn monitor_killed_and_restarted_restores_state_without_false_alarms() -> a
         "simulator",
         &[
             "--count",
-            "60",
+            "200",
             "--prefix",
             "load-",
             "--nats-url",
