@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The dashboard's end-to-end test: the real native stack (scripts/stack.sh on spare ports) and
 # the built page in headless chromium (Debian's, driven by playwright-core). Installs what it
-# needs when missing (chromium via apt, the npm packages); builds the binaries and frontend/dist
-# only when they are missing or older than their sources (scripts/test.sh has built both).
+# needs when missing (chromium via apt, the npm packages); builds the debug binaries when
+# missing and frontend/dist when missing or older than frontend/src (scripts/test.sh has built
+# both; after changing Rust code, run `cargo build` first).
 # Screenshots and timings: target/e2e/. Exits non-zero when any step fails.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -93,7 +93,7 @@ tail_pid=""
 pids="$(cat "$VITALS_RUN_DIR"/*.pid)"
 "$stack" down >/dev/null
 for pid in $pids; do
-  if kill -0 "$pid" 2>/dev/null; then fail "pid $pid still running after down"; fi
+  if kill -0 "$pid" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null; then fail "pid $pid still running after down"; fi
 done
 ok "down left nothing running"
 echo "stack: $passed passed, 0 failed"

@@ -47,7 +47,9 @@ health_url() {
 known() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 wanted() { local p; for p in "${UP_PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
-running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# Alive and not a zombie (a killed process can linger as one until PID 1 reaps it).
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && alive "$pid"; }
 
 # Credentials go through the environment (NATS_USER/NATS_PASSWORD), not argv, so `ps`
 # does not show them.
@@ -105,10 +107,10 @@ stop_part() {
   local name="$1" pid i
   known "$name" || { echo "unknown part: $name (one of: ${PARTS[*]})" >&2; exit 2; }
   pid="$(pid_of "$name")"
-  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$RUN_DIR/$name.pid"; return 0; fi
+  if [ -z "$pid" ] || ! alive "$pid"; then rm -f "$RUN_DIR/$name.pid"; return 0; fi
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { echo "$name did not stop in 10 s; killing" >&2; kill -KILL "$pid" 2>/dev/null || true; }
+  for i in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+  alive "$pid" && { echo "$name did not stop in 10 s; killing" >&2; kill -KILL "$pid" 2>/dev/null || true; }
   rm -f "$RUN_DIR/$name.pid"
   echo "stopped $name"
 }

@@ -20,6 +20,7 @@ cargo test --workspace --quiet
 echo "== dashboard: npm packages, type check, unit tests, build"
 scripts/ensure-frontend.sh
 (cd frontend && npm run --silent check && FEED_FIXTURE="$FEED_FIXTURE_OUT" npm test --silent && npm run --silent build)
+echo "== dashboard end to end: real stack (spare ports), headless chromium; screenshots in target/e2e/" && scripts/e2e.sh
 
 echo "== benchmark quick mode runs and writes well-formed output"
 scripts/bench-check.sh

@@ -135,6 +135,15 @@ describe('deltas', () => {
     expect(a?.summary_at_ms).toBe(T0 + (SERIES_POINTS + 30) * 1000);
   });
 
+  it('a summary over an empty window (a just-restarted monitor) adds no p95 point', () => {
+    const empty = { ...serviceState('a').figures, samples: 0, latency_p95_ms: 0 };
+    let s = reduce(base(), metricsMsg(1, { service: 'a', at_ms: T0 + 5000, figures: empty }), NOW);
+    s = reduce(s, metricsMsg(2, { service: 'a', at_ms: T0 + 6000, figures: { ...empty, samples: 1, latency_p95_ms: 40 } }), NOW);
+    const series = s.services.get('a')?.series;
+    expect(series?.p95).toEqual([Number.NaN, 40]);
+    expect(series?.cpu).toHaveLength(2);
+  });
+
   it('a duplicate or older summary is ignored', () => {
     let s = reduce(base(), metricsMsg(1, { service: 'a', at_ms: T0 + 5000 }), NOW);
     const once = s;
@@ -282,10 +291,28 @@ describe('staleness', () => {
     expect(s.monitorSeenLocalMs).toBe(NOW - 1000);
     expect(isMonitorFresh(s, NOW + 2500)).toBe(true);
     expect(isMonitorFresh(s, NOW + 2501)).toBe(false);
-    // a snapshot without a heartbeat: monitor unknown, not fresh
-    const none = reduce(s, snapshot(1, [], { monitor: null, monitor_seen_ms: null, resync: true }), NOW);
+    // a snapshot without a heartbeat, from KV (the monitor did not answer): unknown, not fresh
+    const kv = { nats_connected: true, at_ms: gwNow - 100, source: 'kv' };
+    const none = reduce(s, snapshot(1, [], { at_ms: gwNow, gateway: kv, monitor: null, monitor_seen_ms: null, resync: true }), NOW);
     expect(none.monitorSeenLocalMs).toBeNull();
     expect(isMonitorFresh(none, NOW)).toBe(false);
+  });
+
+  it('a just-started gateway with no heartbeat yet: the monitor answering its snapshot request is a sign of life', () => {
+    // The gateway synced from the monitor 300 ms before sending this snapshot and has not seen a
+    // heartbeat yet (restarted gateway): fresh for the timeout, counted from that answer.
+    const skew = 3_600_000;
+    const gwNow = NOW + skew;
+    const gateway = { nats_connected: true, at_ms: gwNow - 300, source: 'monitor' };
+    const s = reduce(initialState(), snapshot(0, [], { at_ms: gwNow, gateway, monitor: null, monitor_seen_ms: null }), NOW);
+    expect(s.monitor).toBeNull();
+    expect(s.monitorSeenLocalMs).toBe(NOW - 300);
+    expect(isMonitorFresh(s, NOW + 3200)).toBe(true);
+    expect(isMonitorFresh(s, NOW + 3201)).toBe(false);
+    // ... but an old sync (the monitor answered long ago, no heartbeat since) is not fresh
+    const old = { ...gateway, at_ms: gwNow - 60_000 };
+    const s2 = reduce(initialState(), snapshot(0, [], { at_ms: gwNow, gateway: old, monitor: null, monitor_seen_ms: null }), NOW);
+    expect(isMonitorFresh(s2, NOW)).toBe(false);
   });
 
   it('sample ages use the server clock offset', () => {

@@ -183,7 +183,8 @@ export function appendSeries(series: Series, at_ms: number, f: Figures): Series 
     t: push(series.t, at_ms),
     cpu: push(series.cpu, f.cpu_pct),
     mem: push(series.mem, f.mem_pct),
-    p95: push(series.p95, f.latency_p95_ms),
+    // NaN (not drawn) for a window with no samples, e.g. just after a monitor restart.
+    p95: push(series.p95, f.samples > 0 ? f.latency_p95_ms : Number.NaN),
     err: push(series.err, f.error_rate),
   };
 }
@@ -272,7 +273,13 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
           monitorSeenLocalMs = atMs - ageAtSnapshot;
           clockOffsetMs = msg.monitor.at_ms - monitorSeenLocalMs;
         } else {
-          monitorSeenLocalMs = null;
+          // This gateway has seen no heartbeat yet (it has just started). If the monitor itself
+          // answered the gateway's snapshot request (source "monitor", at gateway.at_ms), it was
+          // alive then: that counts as its last sign of life, so a gateway restart does not
+          // show "monitor down" until the next heartbeat. From KV (the monitor did not answer)
+          // or from nowhere, the monitor is unknown: not fresh.
+          monitorSeenLocalMs =
+            msg.gateway.source === 'monitor' ? atMs - Math.max(0, msg.at_ms - msg.gateway.at_ms) : null;
           clockOffsetMs = msg.at_ms - atMs;
         }
         snapshotLocalMs = atMs;

@@ -34,6 +34,8 @@ pub struct Hub {
     cache: Mutex<Option<(u64, bool, Body)>>,
     clock: Clock,
     metrics: Arc<Metrics>,
+    /// True once the view holds a first snapshot (from the monitor, KV, or "none").
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 /// The JSON of `msg` without its opening `{` (a FeedMessage is always a non-empty object).
@@ -61,7 +63,15 @@ impl Hub {
             cache: Mutex::new(None),
             clock,
             metrics,
+            synced: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Waits (at most `timeout`) until the view holds a first snapshot, so a client that
+    /// connects while the gateway starts does not get an empty view it would take as real.
+    pub async fn wait_synced(&self, timeout: std::time::Duration) {
+        let mut rx = self.synced.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await;
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -98,6 +108,7 @@ impl Hub {
             ));
         }
         let _ = self.tx.send(Out::Resync);
+        self.synced.send_replace(true);
     }
 
     /// Records losing NATS and tells every client at once.

@@ -80,6 +80,7 @@ pub async fn run(
             write_timeout: config.write_timeout(),
             ping_interval: config.ping_interval(),
             idle_timeout: config.idle_timeout(),
+            first_sync_wait: config.snapshot_timeout() + Duration::from_secs(1),
         },
         max_client_message: config.max_client_message,
         history_max: config.history_max,

@@ -25,6 +25,8 @@ pub struct Limits {
     pub write_timeout: Duration,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    /// How long a client connecting during start-up waits for the first view.
+    pub first_sync_wait: Duration,
 }
 
 /// Frames written per flush at most (what is ready is batched into one write).
@@ -134,6 +136,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         limits,
     };
+    hub.wait_synced(limits.first_sync_wait).await;
     let (mut rx, snapshot) = hub.join(false);
     if !client.send(&[snapshot]).await {
         return;

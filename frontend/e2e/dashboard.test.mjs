@@ -1,0 +1,474 @@
+// End to end: the real native stack (scripts/stack.sh: nats-server, monitor, gateway, four
+// simulators, `vite preview` of frontend/dist) and the real page in headless chromium.
+//
+//   node --test --test-reporter=tap frontend/e2e/      (or scripts/e2e.sh, which installs first)
+//
+// Each step waits, with a bounded timeout, for a state of the page; none sleeps to "let things
+// settle", and none asserts a duration. How long each transition took is recorded and printed
+// as a table at the end (also target/e2e/timings.txt). Screenshots: target/e2e/NN-*.png, and
+// target/e2e/FAILED-<step>.png plus the stack's log tails when a step fails.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import {
+  alertSel,
+  banner,
+  card,
+  cardWith,
+  DASHBOARD_URL,
+  launchBrowser,
+  NATS_URL,
+  resetOutDir,
+  screenshot,
+  SERVICES,
+  SIMULATOR_PASSWORD,
+  simPort,
+  Stack,
+  Timings,
+  waitSel,
+  writeOut,
+} from './harness.mjs';
+
+const timings = new Timings();
+const stack = new Stack();
+/** @type {Awaited<ReturnType<typeof launchBrowser>> | null} */
+let browser = null;
+/** @type {import('playwright-core').Page} */
+let page;
+let broken = null; // the first failed step: later steps depend on its state and are skipped
+
+// The stack must come down whatever happens, also on Ctrl-C.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    stack.downSync(spawnSync);
+    if (browser !== null) rmSync(browser.profile, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
+const since = (t0) => Math.round(performance.now() - t0);
+const OTHERS = (svc) => SERVICES.filter((s) => s !== svc);
+const sleepObserving = (msec) => new Promise((r) => setTimeout(r, msec)); // observation windows only
+
+/**
+ * One step: skipped when an earlier one failed; a screenshot on success (`shot`, if given) and
+ * always on failure (FAILED-<slug>.png), with the page's state and the stack's log tails.
+ */
+function step(name, slug, shot, fn, timeoutMs = 60_000) {
+  test(name, { timeout: timeoutMs }, async (t) => {
+    if (broken !== null) {
+      t.skip(`an earlier step failed: ${broken}`);
+      return;
+    }
+    try {
+      await fn(t);
+      if (shot) await screenshot(page, shot);
+    } catch (e) {
+      broken = name;
+      await failureReport(slug);
+      throw e;
+    }
+  });
+}
+
+async function failureReport(slug) {
+  if (browser !== null) {
+    try {
+      const path = await screenshot(page, `FAILED-${slug}`);
+      console.error(`screenshot: ${path}`);
+    } catch (e) {
+      console.error(`no screenshot: ${e}`);
+    }
+    try {
+      const dom = await page.evaluate(() => ({
+        banner: document.querySelector('[data-testid=connection-state]')?.textContent?.replace(/\s+/g, ' ').trim(),
+        cards: [...document.querySelectorAll('[data-testid=service-card]')].map(
+          (c) =>
+            `${c.getAttribute('data-service')}:${c.getAttribute('data-status')}` +
+            (c.querySelector('[data-source=health-check]') ? ` check=${c.querySelector('[data-source=health-check]')?.getAttribute('data-check')}` : ''),
+        ),
+        alerts: [...document.querySelectorAll('[data-testid=alert]')].map((a) => `${a.getAttribute('data-alert')}:${a.getAttribute('data-service')}`),
+        bannerHistory: /** @type {any} */ (window).__e2eBanner,
+      }));
+      console.error(`page state: ${JSON.stringify(dom)}`);
+    } catch (e) {
+      console.error(`no page state: ${e}`);
+    }
+    if (browser.pageErrors.length > 0) console.error(`page errors:\n${browser.pageErrors.join('\n')}`);
+    if (browser.consoleErrors.length > 0) console.error(`console errors (last 20):\n${browser.consoleErrors.slice(-20).join('\n')}`);
+  }
+  console.error(stack.logTails());
+  stack.saveLogs();
+}
+
+/** Waits for several selectors at once; records each one's time under `label: selector-name`. */
+async function waitAll(stepName, t0, entries, timeoutMs) {
+  await Promise.all(
+    entries.map(async ([what, selector, state = 'attached']) => {
+      await waitSel(page, selector, { state, timeoutMs });
+      timings.add(stepName, what, since(t0));
+    }),
+  );
+}
+
+const pageEval = (fn, arg) => page.evaluate(fn, arg);
+
+/** Layout sanity: in every card, the five figures stay apart and inside the card. */
+async function assertCardLayout() {
+  const problems = await pageEval(() => {
+    const out = [];
+    for (const c of document.querySelectorAll('[data-testid=service-card]')) {
+      const box = c.getBoundingClientRect();
+      const cells = [...c.querySelectorAll('dl > div')].map((d) => ({ text: d.textContent?.trim(), r: d.getBoundingClientRect(), dd: d.querySelector('dd') }));
+      cells.forEach((cell, i) => {
+        const next = cells[i + 1];
+        if (next && cell.r.right > next.r.left + 0.5) out.push(`${c.getAttribute('data-service')}: "${cell.text}" runs into "${next.text}"`);
+        if (cell.r.right > box.right - 4 || cell.r.left < box.left) out.push(`${c.getAttribute('data-service')}: "${cell.text}" outside the card`);
+        if (cell.dd && cell.dd.scrollWidth > cell.dd.clientWidth + 0.5) out.push(`${c.getAttribute('data-service')}: "${cell.text}" clipped`);
+      });
+    }
+    return out;
+  });
+  assert.deepEqual(problems, [], 'card figures laid out without overlap');
+}
+
+describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
+  before(async () => {
+    resetOutDir();
+    await stack.checkPortsFree();
+    const t0 = performance.now();
+    const [up, b] = await Promise.allSettled([stack.up(), launchBrowser()]);
+    if (b.status === 'fulfilled') {
+      browser = b.value;
+      page = b.value.page;
+    }
+    if (up.status === 'rejected' || b.status === 'rejected') {
+      broken = 'setup';
+      console.error(stack.logTails());
+      stack.saveLogs();
+      throw up.status === 'rejected' ? up.reason : b.reason;
+    }
+    timings.add('setup', 'stack.sh up + browser launch', since(t0), `run dir ${stack.runDir}`);
+  }, { timeout: 120_000 });
+
+  after(async () => {
+    const t0 = performance.now();
+    if (browser !== null) await browser.close();
+    const r = await stack.down();
+    if (r.code !== 0) console.error(`stack.sh down exited ${r.code}: ${r.stdout}${r.stderr}`);
+    timings.add('teardown', 'browser closed + stack.sh down', since(t0));
+    const table = timings.table();
+    writeOut('timings.txt', table + '\n');
+    console.log(`\nTransition times (ms from the action; stack.sh start includes its own wait for /healthz):\n${table}\n`);
+    if (browser !== null && browser.consoleErrors.length > 0) writeOut('console-errors.txt', browser.consoleErrors.join('\n') + '\n');
+  }, { timeout: 120_000 });
+
+  step('1. four services HEALTHY, banner live', '01-healthy', '01-healthy', async () => {
+    const t0 = performance.now();
+    await page.goto(DASHBOARD_URL, { waitUntil: 'domcontentloaded', timeout: 15_000 });
+    await waitAll(
+      '1 page load',
+      t0,
+      [
+        ...SERVICES.map((s) => [`${s} HEALTHY`, cardWith(s, 'HEALTHY')]),
+        ['banner live', banner('live')],
+      ],
+      20_000,
+    );
+    assert.equal(await page.locator('[data-testid=service-card]').count(), 4, 'exactly the four cards');
+    assert.equal(await page.locator('[data-testid=alert]').count(), 0, 'no alert firing');
+    // Figures arrive with the first summaries; the page shows them rather than dashes.
+    await waitSel(page, `${card('auth')} [data-testid=last-sample]:text-matches("last sample \\\\d+ s ago")`, { timeoutMs: 10_000 });
+    for (const s of SERVICES) {
+      assert.match(await page.locator(`${card(s)} [data-testid=instance]`).innerText(), new RegExp(`^${s}-local-\\d+$`), `${s} instance shown`);
+    }
+    await assertCardLayout();
+  });
+
+  step('2. billing killed (kill -9): DOWN, SERVICE_DOWN listed, data button disabled; others HEALTHY', '02-outage', '02-outage', async () => {
+    // Before the kill: another service's data panel shows that service's /data.
+    let t0 = performance.now();
+    await page.locator(`${card('auth')} [data-testid=data-button]`).click({ timeout: 5000 });
+    const panel = '[data-testid=data-panel][data-service=auth]';
+    await waitSel(page, `${panel} [data-testid=data-ok]`, { timeoutMs: 10_000 });
+    timings.add('2 data panel', 'auth /data shown', since(t0));
+    const okText = await page.locator(`${panel} [data-testid=data-ok]`).innerText();
+    assert.match(okText, /sessions/, 'auth /data is a list of sessions');
+    assert.ok(okText.includes(`http://127.0.0.1:${simPort('auth')}/data`), `fetched from auth's own /data: ${okText}`);
+    const raw = (await page.locator(`${panel} pre`).textContent()) ?? ''; // inside a closed <details>
+    assert.equal(JSON.parse(raw).service, 'auth', 'the body is auth’s');
+    assert.ok((await page.locator(`${panel} table tbody tr`).count()) > 0, 'records shown as a table');
+    await screenshot(page, '02a-data-panel');
+    await page.locator(`${panel} [data-testid=data-close]`).click({ timeout: 5000 });
+    await waitSel(page, panel, { state: 'detached', timeoutMs: 5000 });
+
+    t0 = performance.now();
+    const pid = await stack.kill9('billing');
+    await waitAll(
+      '2 kill -9 billing',
+      t0,
+      [
+        ['billing DOWN', cardWith('billing', 'DOWN')],
+        ['SERVICE_DOWN billing listed', alertSel('SERVICE_DOWN', 'billing')],
+        ['billing data button disabled', `${card('billing')} [data-testid=data-button]:disabled`],
+      ],
+      15_000,
+    );
+    for (const s of OTHERS('billing')) {
+      assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} stays HEALTHY`);
+      assert.ok(await page.locator(`${card(s)} [data-testid=data-button]`).isEnabled(), `${s} data button enabled`);
+    }
+    assert.equal(await page.locator('[data-testid=alert]').count(), 1, 'only billing’s alert');
+    await stack.waitGone(pid);
+  });
+
+  step('3. billing restarted (stack.sh start): HEALTHY, alert gone, data button enabled', '03-recovered', '03-recovered', async () => {
+    const t0 = performance.now();
+    await stack.start('billing');
+    timings.add('3 start billing', 'stack.sh start billing returned', since(t0));
+    await waitAll(
+      '3 start billing',
+      t0,
+      [
+        ['billing HEALTHY', cardWith('billing', 'HEALTHY')],
+        ['SERVICE_DOWN billing gone', alertSel('SERVICE_DOWN', 'billing'), 'detached'],
+        ['billing data button enabled', `${card('billing')} [data-testid=data-button]:enabled`],
+      ],
+      20_000,
+    );
+    for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
+  });
+
+  step('4. monitor killed: banner monitor-down, figures stale, no card DOWN; restarted: live', '04-monitor-down', '04b-monitor-back', async (t) => {
+    // Record every card that shows DOWN at any moment from now on (page-side, so nothing
+    // between two looks is missed).
+    await pageEval(() => {
+      const w = /** @type {any} */ (window);
+      w.__e2eDownSeen = [];
+      const look = () => {
+        for (const c of document.querySelectorAll('[data-testid=service-card][data-status=DOWN]')) w.__e2eDownSeen.push(c.getAttribute('data-service'));
+      };
+      w.__e2eDownObserver = new MutationObserver(look);
+      w.__e2eDownObserver.observe(document.querySelector('[data-testid=service-grid]'), {
+        subtree: true,
+        childList: true,
+        attributes: true,
+        attributeFilter: ['data-status'],
+      });
+      look();
+    });
+    let t0 = performance.now();
+    const pid = await stack.kill9('monitor');
+    await waitAll(
+      '4 kill -9 monitor',
+      t0,
+      [
+        ['banner monitor-down', banner('monitor-down')],
+        ['monitor panel not fresh', '[data-testid=monitor-panel][data-fresh=false]'],
+      ],
+      15_000,
+    );
+    // Figures are shown as stale: every card says so, in words.
+    for (const s of SERVICES) {
+      await waitSel(page, `${card(s)} :text-is("stale")`, { state: 'visible', timeoutMs: 3000 });
+    }
+    await screenshot(page, '04-monitor-down');
+    // Observation window (not a timing assertion): from the kill, at least 6 s (twice the 3 s
+    // heartbeat timeout) and at least 2 s after the banner changed.
+    const watchMs = Math.max(6000 - since(t0), 2000);
+    await sleepObserving(watchMs);
+    const downSeen = await pageEval(() => /** @type {any} */ (window).__e2eDownSeen);
+    assert.deepEqual(downSeen, [], 'no card turned DOWN while the monitor was down');
+    assert.equal(await page.locator(banner('monitor-down')).count(), 1, 'still monitor-down at the end of the window');
+    timings.add('4 kill -9 monitor', 'watched: no card DOWN', since(t0), 'observation window');
+    t.diagnostic(`watched ${since(t0)} ms after the kill: no card DOWN`);
+    await stack.waitGone(pid);
+
+    t0 = performance.now();
+    await stack.start('monitor');
+    timings.add('4 start monitor', 'stack.sh start monitor returned', since(t0));
+    await waitAll('4 start monitor', t0, [['banner live', banner('live')]], 20_000);
+    // ... and the restarted monitor's figures reach the page: every card's last sample is recent.
+    await waitAll(
+      '4 start monitor',
+      t0,
+      SERVICES.map((s) => [`${s} figures flowing`, `${card(s)} [data-testid=last-sample]:text-matches("^last sample [0-2] s ago$")`]),
+      15_000,
+    );
+    for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
+    const downAfter = await pageEval(() => {
+      const w = /** @type {any} */ (window);
+      w.__e2eDownObserver.disconnect();
+      return w.__e2eDownSeen;
+    });
+    assert.deepEqual(downAfter, [], 'no card turned DOWN around the monitor restart');
+    await waitSel(page, `${card('auth')} :text-is("stale")`, { state: 'detached', timeoutMs: 5000 });
+  });
+
+  step('5. analytics stopped, then gateway killed: fallback, health checks unreachable / up', '05-fallback', '05-fallback', async () => {
+    let t0 = performance.now();
+    await stack.stop('analytics');
+    await waitAll('5 stop analytics', t0, [['analytics DOWN', cardWith('analytics', 'DOWN')]], 15_000);
+
+    t0 = performance.now();
+    await stack.kill9('gateway');
+    await waitAll('5 kill -9 gateway', t0, [['banner fallback', banner('fallback')]], 20_000);
+    await waitAll(
+      '5 kill -9 gateway',
+      t0,
+      [
+        ['analytics check unreachable', `${card('analytics')} [data-source=health-check][data-check=unreachable]`],
+        ...OTHERS('analytics').map((s) => [`${s} check up`, `${card(s)} [data-source=health-check][data-check=up]`]),
+      ],
+      15_000,
+    );
+    // The monitor's last word is kept beside the checks; the data button follows the check.
+    assert.equal(await page.locator(cardWith('analytics', 'DOWN')).count(), 1);
+    assert.ok(await page.locator(`${card('analytics')} [data-testid=data-button]`).isDisabled(), 'analytics data disabled');
+    assert.ok(await page.locator(`${card('auth')} [data-testid=data-button]`).isEnabled(), 'auth data enabled');
+  });
+
+  step('6. gateway restarted: live, polled view replaced, polling stopped; analytics back HEALTHY', '06-live-again', '06-live-again', async (t) => {
+    const gatewayPid = stack.pid('gateway');
+    await stack.waitGone(gatewayPid);
+    let t0 = performance.now();
+    await stack.start('gateway');
+    timings.add('6 start gateway', 'stack.sh start gateway returned', since(t0));
+    await waitAll(
+      '6 start gateway',
+      t0,
+      [
+        ['banner live', banner('live')],
+        ['health-check markers gone', '[data-source=health-check]', 'detached'],
+      ],
+      30_000,
+    );
+    // The fresh snapshot, not the polled view: analytics is still the monitor's DOWN.
+    assert.equal(await page.locator(cardWith('analytics', 'DOWN')).count(), 1);
+    const liveAt = await pageEval(() => {
+      const h = /** @type {any} */ (window).__e2eBanner;
+      return h.findLast((e) => e.state === 'live')?.t ?? null;
+    });
+    assert.notEqual(liveAt, null);
+
+    t0 = performance.now();
+    await stack.start('analytics');
+    await waitAll(
+      '6 start analytics',
+      t0,
+      [
+        ['analytics HEALTHY', cardWith('analytics', 'HEALTHY')],
+        ['SERVICE_DOWN analytics gone', alertSel('SERVICE_DOWN', 'analytics'), 'detached'],
+      ],
+      20_000,
+    );
+    // Polling stopped: watch (observation window) until 3 s, more than the 2 s poll interval,
+    // have passed since the page went live, then look at every fetch the page made.
+    const isHealth = (u) => /\/health$/.test(new URL(u, 'http://x').pathname);
+    for (;;) {
+      const now = await pageEval(() => performance.now());
+      if (now - liveAt >= 3000) break;
+      await sleepObserving(Math.min(3000 - (now - liveAt) + 10, 3000));
+    }
+    const fetches = await pageEval(() => /** @type {any} */ (window).__e2eFetches);
+    const polled = fetches.filter((f) => isHealth(f.url));
+    const inFallback = polled.filter((f) => f.t < liveAt);
+    const afterLive = polled.filter((f) => f.t >= liveAt);
+    assert.ok(inFallback.length > 0, 'the fallback polled health URLs');
+    assert.deepEqual(afterLive, [], 'no health check after the page went live');
+    t.diagnostic(`health checks polled in fallback: ${inFallback.length}; after live: ${afterLive.length}`);
+    // The monitor never went away here: the page must not have claimed it did on the way back
+    // (a restarted gateway has no heartbeat yet, but the monitor answered its snapshot request).
+    const history = await pageEval(() => /** @type {any} */ (window).__e2eBanner);
+    const t5 = history.findLast((e) => e.state === 'fallback')?.t ?? 0;
+    const path = history.filter((e) => e.t >= t5);
+    t.diagnostic(`banner since the gateway was killed: ${path.map((e) => `${e.state} +${Math.round(e.t - t5)} ms`).join(', ')}`);
+    assert.deepEqual(
+      path.map((e) => e.state),
+      ['fallback', 'live'],
+      'fallback straight to live (no "monitor down" while the monitor was up; a detour here can also mean the page ' +
+        'connected in the moment between the gateway serving /ws and its first sync, when its snapshot has source "none")',
+    );
+    timings.add('6 start gateway', 'health checks polled: in fallback / after live', null, `${inFallback.length} / ${afterLive.length}`);
+    for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
+  });
+
+  step('7. names are validated; an instance id with HTML is shown as text', '07-html-as-text', null, async () => {
+    // A service name with HTML is refused as configuration: exit code 2, no card.
+    const cardsBefore = await page.locator('[data-testid=service-card]').count();
+    const bad = stack.spawnSimulator(['--service', '<script>', '--nats-url', NATS_URL, '--http-addr', '127.0.0.1:0'], {
+      NATS_USER: 'simulator',
+      NATS_PASSWORD: SIMULATOR_PASSWORD,
+    });
+    const exit = await bad.exitWithin(10_000);
+    assert.equal(exit?.code, 2, `simulator --service '<script>' exit code (log: ${bad.log()})`);
+    assert.equal(await page.locator('[data-testid=service-card]').count(), cardsBefore, 'no card appeared');
+    assert.equal(await page.locator('[data-testid=service-card][data-service="<script>"]').count(), 0);
+
+    // The simulator takes no whitespace in an instance id (exit code 2 as well), so the HTML
+    // below separates its attributes with '/', which an HTML parser accepts just the same.
+    const spaced = stack.spawnSimulator(
+      ['--service', 'htmltest', '--instance', '<img src=x onerror="window.__pwned=1">', '--nats-url', NATS_URL, '--http-addr', '127.0.0.1:0'],
+      { NATS_USER: 'simulator', NATS_PASSWORD: SIMULATOR_PASSWORD },
+    );
+    const spacedExit = await spaced.exitWithin(10_000);
+    assert.equal(spacedExit?.code, 2, `simulator --instance with spaces: exit code (log: ${spaced.log()})`);
+
+    // An instance id with HTML in it: a card, the id visible as literal text, nothing executed.
+    const instance = '<img/src="x"/onerror="window.__pwned=1">';
+    const t0 = performance.now();
+    const sim = stack.spawnSimulator(
+      ['--service', 'htmltest', '--instance', instance, '--nats-url', NATS_URL, '--http-addr', '127.0.0.1:0'],
+      { NATS_USER: 'simulator', NATS_PASSWORD: SIMULATOR_PASSWORD },
+    );
+    try {
+      await waitAll('7 htmltest simulator', t0, [['htmltest card', card('htmltest')]], 15_000);
+      await waitAll('7 htmltest simulator', t0, [['htmltest HEALTHY', cardWith('htmltest', 'HEALTHY')]], 15_000);
+      assert.equal(await page.locator('[data-testid=service-card]').count(), cardsBefore + 1, 'htmltest is the only new card');
+      await waitSel(page, `${card('htmltest')} [data-testid=instance]`, { state: 'visible', timeoutMs: 5000 });
+      assert.equal(await page.locator(`${card('htmltest')} [data-testid=instance]`).innerText(), instance);
+      assert.ok(await page.getByText(instance, { exact: true }).first().isVisible(), 'the literal text is visible');
+      const dom = await pageEval(() => ({
+        imgs: document.querySelectorAll('img').length,
+        pwned: /** @type {any} */ (window).__pwned,
+        html: document.querySelector('[data-service=htmltest] [data-testid=instance]')?.innerHTML ?? null,
+      }));
+      assert.equal(dom.imgs, 0, 'no <img> element was created');
+      assert.equal(dom.pwned, undefined, 'window.__pwned is undefined');
+      assert.equal(dom.html, '&lt;img/src="x"/onerror="window.__pwned=1"&gt;', 'escaped in the DOM');
+      // In full (the card cuts a long id with an ellipsis) in the data panel's header, which
+      // also fetches htmltest's own /data.
+      await page.locator(`${card('htmltest')} [data-testid=data-button]`).click({ timeout: 5000 });
+      const panel = '[data-testid=data-panel][data-service=htmltest]';
+      await waitSel(page, `${panel} [data-testid=data-ok]`, { timeoutMs: 10_000 });
+      const inPanel = page.locator(`${panel} [data-testid=data-instance] code`);
+      assert.equal(await inPanel.innerText(), instance);
+      const line = page.locator(`${panel} [data-testid=data-instance]`);
+      assert.ok(await line.evaluate((el) => el.scrollWidth <= el.clientWidth + 0.5), 'shown whole, not clipped');
+      assert.match(await page.locator(`${panel} [data-testid=data-ok]`).innerText(), /orders/);
+      assert.equal(await pageEval(() => document.querySelectorAll('img').length), 0, 'still no <img>');
+      await screenshot(page, '07-html-as-text');
+      await page.locator(`${panel} [data-testid=data-close]`).click({ timeout: 5000 });
+      // The instance id also lands in the page's memory and its data panel; still nothing runs.
+      assert.equal(await pageEval(() => /** @type {any} */ (window).__pwned), undefined);
+    } finally {
+      sim.child.kill('SIGTERM');
+      if ((await sim.exitWithin(10_000)) === null) sim.child.kill('SIGKILL');
+    }
+    await waitSel(page, cardWith('htmltest', 'DOWN'), { timeoutMs: 10_000 });
+    assert.equal(await pageEval(() => /** @type {any} */ (window).__pwned), undefined);
+    assert.deepEqual(browser?.pageErrors ?? [], [], 'no uncaught error on the page');
+    // The control: the same string parsed as HTML does run, so the checks above mean something.
+    await pageEval((html) => {
+      const box = document.createElement('div');
+      box.id = 'e2e-control';
+      box.hidden = true;
+      box.innerHTML = html;
+      document.body.append(box);
+    }, instance);
+    await page.waitForFunction(() => /** @type {any} */ (window).__pwned === 1, null, { timeout: 5000 });
+    await pageEval(() => document.getElementById('e2e-control')?.remove());
+  });
+});
