@@ -392,7 +392,8 @@ impl Tracked {
                 Metric::ErrorRate => self.latest.error_rate,
                 Metric::Latency => {
                     let since = now_ms.saturating_sub(self.rules.latency_window_ms);
-                    match self.window.latency_quantile(since, 0.95, scratch) {
+                    let cap = self.rules.latency_window_samples as usize;
+                    match self.window.latency_quantile(since, cap, 0.95, scratch) {
                         Some(p95) => p95,
                         None => continue,
                     }

@@ -61,9 +61,11 @@ pub struct Rules {
     pub cpu: ThresholdRule,
     /// HIGH_MEMORY on `mem_pct` of each sample.
     pub memory: ThresholdRule,
-    /// HIGH_LATENCY on the p95 of `latency_ms` over the last `latency_window_ms`.
+    /// HIGH_LATENCY on the p95 of `latency_ms` over the last `latency_window_ms`, at most
+    /// the last `latency_window_samples` samples (bounded work for a fast sender).
     pub latency: ThresholdRule,
     pub latency_window_ms: u64,
+    pub latency_window_samples: u32,
     /// HIGH_ERROR_RATE on `error_rate` of each sample.
     pub error_rate: ThresholdRule,
     /// SERVICE_DOWN after this long without a sample (receive clock).
@@ -79,6 +81,7 @@ impl Default for Rules {
             memory: ThresholdRule::new(90.0, 80.0, 3, 3),
             latency: ThresholdRule::new(500.0, 300.0, 3, 3),
             latency_window_ms: 10_000,
+            latency_window_samples: 20,
             error_rate: ThresholdRule::new(0.05, 0.02, 3, 3),
             heartbeat_timeout_ms: 3_000,
             recover_samples: 2,
@@ -92,8 +95,13 @@ impl Rules {
         self.memory.validate("memory")?;
         self.latency.validate("latency")?;
         self.error_rate.validate("error_rate")?;
-        if self.heartbeat_timeout_ms == 0 || self.recover_samples == 0 {
-            return Err("heartbeat_timeout_ms and recover_samples must be at least 1".into());
+        if self.heartbeat_timeout_ms == 0
+            || self.recover_samples == 0
+            || self.latency_window_samples == 0
+        {
+            return Err(
+                "heartbeat_timeout_ms, recover_samples and latency_window_samples must be at least 1".into(),
+            );
         }
         Ok(())
     }

@@ -102,15 +102,23 @@ impl Window {
         Some(LatencyStats { avg, p95, p99 })
     }
 
-    /// One latency quantile (nearest rank) over the samples since `since_ms`, in linear
-    /// time: what the HIGH_LATENCY rule needs on every sample.
-    pub fn latency_quantile(&self, since_ms: u64, q: f64, scratch: &mut Vec<f32>) -> Option<f64> {
+    /// One latency quantile (nearest rank) over the last `max_points` samples received
+    /// since `since_ms`, in linear time: what the HIGH_LATENCY rule needs on every sample,
+    /// so its cost stays bounded however fast a service sends.
+    pub fn latency_quantile(
+        &self,
+        since_ms: u64,
+        max_points: usize,
+        q: f64,
+        scratch: &mut Vec<f32>,
+    ) -> Option<f64> {
         scratch.clear();
         scratch.extend(
             self.points
                 .iter()
                 .rev()
                 .take_while(|p| p.at_ms >= since_ms)
+                .take(max_points)
                 .map(|p| p.latency_ms),
         );
         let n = scratch.len();
@@ -209,12 +217,14 @@ mod tests {
                 75.0
             };
             assert_eq!(
-                w.latency_quantile(since, q, &mut scratch),
+                w.latency_quantile(since, 1000, q, &mut scratch),
                 Some(want),
                 "{since} {q}"
             );
         }
-        assert_eq!(w.latency_quantile(1000, 0.95, &mut scratch), None);
+        assert_eq!(w.latency_quantile(1000, 1000, 0.95, &mut scratch), None);
+        // Only the newest points count when capped: the last 5 are 96..=100.
+        assert_eq!(w.latency_quantile(0, 5, 0.5, &mut scratch), Some(98.0));
     }
 
     proptest::proptest! {
@@ -232,7 +242,7 @@ mod tests {
             let s = w.latency_stats(0, &mut Vec::new()).unwrap();
             proptest::prop_assert_eq!(s.p95, rank(0.95));
             proptest::prop_assert_eq!(s.p99, rank(0.99));
-            proptest::prop_assert_eq!(w.latency_quantile(0, 0.95, &mut Vec::new()), Some(rank(0.95)));
+            proptest::prop_assert_eq!(w.latency_quantile(0, 1000, 0.95, &mut Vec::new()), Some(rank(0.95)));
         }
     }
 

@@ -22,6 +22,12 @@ struct Args {
     quick: bool,
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// Only the ingest measurement for this many services (e.g. to profile the monitor
+    /// with `perf record -p`), printed as JSON; nothing is written.
+    #[arg(long, value_name = "SERVICES")]
+    ingest_only: Option<usize>,
+    #[arg(long, default_value_t = 100, requires = "ingest_only")]
+    rounds: u64,
 }
 
 struct Plan {
@@ -122,6 +128,11 @@ struct Memory {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(services) = args.ingest_only {
+        let run = ingest::run(services, args.rounds, 2).await?;
+        print_json(&run)?;
+        return Ok(());
+    }
     let plan = Plan::new(args.quick);
     let step = |s: &str| eprintln_step(s);
 
@@ -225,6 +236,12 @@ fn nats_version() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+#[allow(clippy::print_stdout)]
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 #[allow(clippy::print_stderr)]
