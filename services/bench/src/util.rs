@@ -121,13 +121,10 @@ pub async fn view_size(gateway: &Part) -> Result<usize> {
 
 /// Resident set size, from /proc.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kb * 1024)
+    match vitals_testkit::rss_bytes(pid) {
+        0 => anyhow::bail!("no RSS for pid {pid}"),
+        n => Ok(n),
+    }
 }
 
 /// User + system CPU time, from /proc.

@@ -12,16 +12,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{ServiceState, Snapshot, subjects};
+use vitals_runtime::ConnEvent;
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::view::Update;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnChange {
-    Connected,
-    Disconnected,
-}
 
 /// Updates buffered during one sync, at most (then the sync starts over).
 const MAX_BUFFERED: usize = 200_000;
@@ -74,7 +69,7 @@ impl Feed {
     pub async fn run(
         self,
         mut sub: async_nats::Subscriber,
-        mut conn: mpsc::UnboundedReceiver<ConnChange>,
+        mut conn: mpsc::UnboundedReceiver<ConnEvent>,
         cancel: CancellationToken,
     ) {
         let mut syncing: Option<(Sync, Vec<Update>)> = None;
@@ -89,13 +84,19 @@ impl Feed {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(change) = conn.recv() => match change {
-                    ConnChange::Disconnected => {
+                    ConnEvent::SlowConsumer => {
+                        self.metrics.feed_slow_consumer.inc();
+                        tracing::warn!("the gateway fell behind NATS; messages dropped");
+                    }
+                    ConnEvent::Disconnected => {
+                        self.metrics.nats_connected.set(0);
                         if let Some((task, _)) = syncing.take() {
                             task.abort();
                         }
                         self.hub.disconnected();
                     }
-                    ConnChange::Connected => {
+                    ConnEvent::Connected => {
+                        self.metrics.nats_connected.set(1);
                         if let Some((task, _)) = syncing.take() {
                             task.abort();
                         }

@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::subjects;
 use vitals_runtime::{Clock, NatsAuth};
 
 pub use config::Config;
 
-use crate::feed::{ConnChange, Feed};
+use crate::feed::Feed;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -54,8 +54,12 @@ pub async fn run(
         }
     });
 
-    let (conn_tx, conn_rx) = mpsc::unbounded_channel();
-    let client = connect(&config, metrics.clone(), conn_tx).await?;
+    let auth = NatsAuth {
+        user: config.nats_user.clone(),
+        password: config.nats_password.clone(),
+    };
+    let (client, conn_rx) =
+        vitals_runtime::connect_nats("vitals-gateway", &auth, &config.nats_url, |o| o).await?;
     // Subscribe before anything else, so nothing published from now on is missed.
     let sub = client
         .subscribe(subjects::HEALTH_ALL)
@@ -103,46 +107,4 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), feed_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
     served
-}
-
-async fn connect(
-    config: &Config,
-    metrics: Arc<Metrics>,
-    conn: mpsc::UnboundedSender<ConnChange>,
-) -> Result<async_nats::Client> {
-    let auth = NatsAuth {
-        user: config.nats_user.clone(),
-        password: config.nats_password.clone(),
-    };
-    vitals_runtime::nats_options("vitals-gateway", &auth)
-        .event_callback(move |event| {
-            let metrics = metrics.clone();
-            let conn = conn.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        tracing::info!("connected to NATS");
-                        metrics.nats_connected.set(1);
-                        let _ = conn.send(ConnChange::Connected);
-                    }
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("lost NATS; telling clients");
-                        metrics.nats_connected.set(0);
-                        let _ = conn.send(ConnChange::Disconnected);
-                    }
-                    async_nats::Event::SlowConsumer(_) => {
-                        metrics.feed_invalid.inc();
-                        tracing::warn!("gateway fell behind NATS; messages dropped");
-                    }
-                    // One per failed reconnect attempt during an outage: not worth info.
-                    async_nats::Event::ClientError(e) => {
-                        tracing::debug!(error = %e, "NATS client error")
-                    }
-                    other => tracing::info!(event = %other, "NATS event"),
-                }
-            }
-        })
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))
 }

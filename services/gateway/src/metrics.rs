@@ -29,6 +29,7 @@ pub struct Metrics {
     pub client_messages_ignored: Counter,
     pub feed_in: Counter,
     pub feed_invalid: Counter,
+    pub feed_slow_consumer: Counter,
     pub nats_connected: Gauge,
     pub snapshot_fallbacks: Counter,
     pub snapshot_encodes: Counter,
@@ -51,6 +52,7 @@ impl Metrics {
             client_messages_ignored: Counter::default(),
             feed_in: Counter::default(),
             feed_invalid: Counter::default(),
+            feed_slow_consumer: Counter::default(),
             nats_connected: Gauge::default(),
             snapshot_fallbacks: Counter::default(),
             snapshot_encodes: Counter::default(),
@@ -108,6 +110,11 @@ impl Metrics {
             "feed_invalid",
             "NATS messages that did not parse",
             m.feed_invalid.clone(),
+        );
+        r.register(
+            "feed_slow_consumer_drops",
+            "NATS messages the client dropped because the gateway read too slowly",
+            m.feed_slow_consumer.clone(),
         );
         r.register(
             "nats_connected",

@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{MonitorHeartbeat, Refusal, RefusalReason, Snapshot, parse_sample, subjects};
-use vitals_runtime::Clock;
+use vitals_runtime::{Clock, ConnEvent};
 
 use crate::engine::{Engine, Event};
 use crate::metrics::{AlertLabel, Metrics, StatusLabel};
@@ -21,13 +21,6 @@ use crate::publish::{Outbound, Outbox};
 /// Requests the HTTP side makes of the engine's owner.
 pub enum Command {
     Snapshot(oneshot::Sender<Snapshot>),
-}
-
-/// NATS connection changes, forwarded from the client's event callback.
-#[derive(Debug, Clone, Copy)]
-pub enum ConnChange {
-    Connected,
-    Disconnected,
 }
 
 /// A sample's `ts_ms` further than this from the monitor's clock is counted as skew.
@@ -55,7 +48,7 @@ pub struct Inputs {
     pub echo: async_nats::Subscriber,
     pub snapshot_requests: service::endpoint::Endpoint,
     pub commands: mpsc::Receiver<Command>,
-    pub conn: mpsc::UnboundedReceiver<ConnChange>,
+    pub conn: mpsc::UnboundedReceiver<ConnEvent>,
 }
 
 impl Ingest {
@@ -71,8 +64,19 @@ impl Ingest {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(change) = inputs.conn.recv() => match change {
-                    ConnChange::Disconnected => self.engine.on_disconnected(),
-                    ConnChange::Connected => self.engine.on_reconnected(self.clock.now_ms()),
+                    ConnEvent::Disconnected => {
+                        tracing::warn!("not judging silence until NATS is back");
+                        self.metrics.nats_connected.set(0);
+                        self.engine.on_disconnected();
+                    }
+                    ConnEvent::Connected => {
+                        self.metrics.nats_connected.set(1);
+                        self.metrics.reconnects.inc();
+                        self.engine.on_reconnected(self.clock.now_ms());
+                    }
+                    ConnEvent::SlowConsumer => {
+                        self.metrics.slow_consumer_drops.inc();
+                    }
                 },
                 _ = ticker.tick() => {
                     let now = self.clock.now_ms();

@@ -31,7 +31,7 @@ use vitals_runtime::{Clock, NatsAuth};
 pub use config::Config;
 
 use crate::engine::Engine;
-use crate::ingest::{ConnChange, Ingest, Inputs};
+use crate::ingest::{Ingest, Inputs};
 use crate::metrics::Metrics;
 
 /// Name under which the monitor registers with the NATS service API (`nats micro ls`).
@@ -72,8 +72,16 @@ pub async fn run(
             .await
     });
 
-    let (conn_tx, conn_rx) = mpsc::unbounded_channel();
-    let client = connect(&config, metrics.clone(), conn_tx).await?;
+    let auth = NatsAuth {
+        user: config.nats_user.clone(),
+        password: config.nats_password.clone(),
+    };
+    let pending_limit = config.pending_limit;
+    let (client, conn_rx) =
+        vitals_runtime::connect_nats(SERVICE_NAME, &auth, &config.nats_url, |o| {
+            o.subscription_capacity(pending_limit)
+        })
+        .await?;
     let js = async_nats::jetstream::new(client.clone());
     let limits = store::Limits {
         events_max_age: Duration::from_secs(config.events_max_age_s),
@@ -180,49 +188,6 @@ async fn finish(client: async_nats::Client, server: Server, tracker: TaskTracker
         Ok(Ok(Err(e))) => Err(e).context("HTTP server"),
         _ => Ok(()),
     }
-}
-
-async fn connect(
-    config: &Config,
-    metrics: Arc<Metrics>,
-    conn: mpsc::UnboundedSender<ConnChange>,
-) -> Result<async_nats::Client> {
-    let auth = NatsAuth {
-        user: config.nats_user.clone(),
-        password: config.nats_password.clone(),
-    };
-    vitals_runtime::nats_options(SERVICE_NAME, &auth)
-        .subscription_capacity(config.pending_limit)
-        .event_callback(move |event| {
-            let metrics = metrics.clone();
-            let conn = conn.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        tracing::info!("connected to NATS");
-                        metrics.nats_connected.set(1);
-                        metrics.reconnects.inc();
-                        let _ = conn.send(ConnChange::Connected);
-                    }
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("lost NATS; not judging silence until it is back");
-                        metrics.nats_connected.set(0);
-                        let _ = conn.send(ConnChange::Disconnected);
-                    }
-                    async_nats::Event::SlowConsumer(_) => {
-                        metrics.slow_consumer_drops.inc();
-                    }
-                    // One per failed reconnect attempt during an outage: not worth info.
-                    async_nats::Event::ClientError(e) => {
-                        tracing::debug!(error = %e, "NATS client error")
-                    }
-                    other => tracing::info!(event = %other, "NATS event"),
-                }
-            }
-        })
-        .connect(&config.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", config.nats_url))
 }
 
 async fn retry_until_cancelled<T, F, Fut>(

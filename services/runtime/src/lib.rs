@@ -86,6 +86,60 @@ pub fn nats_options(client_name: &str, auth: &NatsAuth) -> async_nats::ConnectOp
     opts
 }
 
+/// What a part needs to know about its NATS connection, in the order it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnEvent {
+    Connected,
+    Disconnected,
+    /// The client dropped a message because the part read a subscription too slowly.
+    SlowConsumer,
+}
+
+/// Connects with [`nats_options`] (plus `tweak`) and returns the connection's changes as
+/// a channel, logged once here, so each part's own loop decides what they mean.
+pub async fn connect_nats(
+    client_name: &str,
+    auth: &NatsAuth,
+    url: &str,
+    tweak: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+) -> anyhow::Result<(
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
+)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = tweak(nats_options(client_name, auth))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                let change = match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        ConnEvent::Connected
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("lost NATS");
+                        ConnEvent::Disconnected
+                    }
+                    async_nats::Event::SlowConsumer(_) => ConnEvent::SlowConsumer,
+                    // One per failed reconnect attempt during an outage: not worth info.
+                    async_nats::Event::ClientError(e) => {
+                        tracing::debug!(error = %e, "NATS client error");
+                        return;
+                    }
+                    other => {
+                        tracing::info!(event = %other, "NATS event");
+                        return;
+                    }
+                };
+                let _ = tx.send(change);
+            }
+        })
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
+    Ok((client, rx))
+}
+
 /// The first attempt at once; then 50 ms, doubling to at most 1 s, with jitter so many
 /// clients do not reconnect in step.
 fn reconnect_delay(attempts: usize) -> Duration {

@@ -6,7 +6,7 @@ mod process;
 mod wait;
 
 pub use nats::{NatsServer, nats_server_bin};
-pub use process::{ChildProc, bin_path, workspace_root};
+pub use process::{ChildProc, bin_path, rss_bytes, workspace_root};
 pub use wait::{collect_for, next_json_within, next_within, wait_until};
 
 /// The default bound for "this should happen soon" waits in tests.

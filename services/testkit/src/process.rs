@@ -25,6 +25,18 @@ pub fn bin_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// A process's resident set size in bytes (from /proc), 0 if it cannot be read.
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// One of the project's binaries running as a real process; SIGKILLed on drop.
 /// Its stdout and stderr are collected so a test can wait for a log line.
 pub struct ChildProc {

@@ -126,16 +126,7 @@ async fn thousands_of_connections_are_capped_with_bounded_memory() -> anyhow::Re
     let mut reader = connect(&gw.ws_url(), None).await?;
     let mut rs = 0;
     until(&mut reader, &mut rs, SOON, |m| m["type"] == "snapshot").await?;
-    let rss = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", gw.proc.pid()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
+    let rss = || vitals_testkit::rss_bytes(gw.proc.pid()) / 1024;
     let before_kib = rss();
     let mut held = Vec::new();
     let mut refused = 0;

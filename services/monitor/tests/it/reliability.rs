@@ -193,17 +193,7 @@ async fn a_flood_of_new_names_is_capped_and_memory_stays_bounded() -> anyhow::Re
     let monitor = Monitor::start(&nats, &["--max-services", "100"]).await?;
     let _sim = simulator(&nats, "steady", &[]).await?;
     wait_all(&monitor, &["steady"], Status::Healthy).await?;
-    let rss = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    let before = rss(monitor.proc.pid());
+    let before = vitals_testkit::rss_bytes(monitor.proc.pid()) / 1024;
     for i in 0..50_000u64 {
         let name = format!("flood-{i}");
         publish_json(&client, &name, &good_sample(&name, 0)).await?;
@@ -217,7 +207,7 @@ async fn a_flood_of_new_names_is_capped_and_memory_stays_bounded() -> anyhow::Re
         .await?;
     let snap = monitor.status().await?;
     assert_eq!(snap.services.len(), 100);
-    let grown_kib = rss(monitor.proc.pid()).saturating_sub(before);
+    let grown_kib = (vitals_testkit::rss_bytes(monitor.proc.pid()) / 1024).saturating_sub(before);
     // 100 tracked services cost well under 10 MiB; 50,000 untracked ones cost nothing.
     assert!(grown_kib < 10 * 1024, "RSS grew by {grown_kib} KiB");
     let steady = wait_until(SOON, || async {
