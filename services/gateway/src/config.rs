@@ -18,12 +18,8 @@ pub const DEFAULT_ORIGINS: &str =
     about = "Vitals gateway: the live feed from NATS to browsers"
 )]
 pub struct Config {
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-    #[arg(long, env = "NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
+    #[command(flatten)]
+    pub nats: vitals_runtime::NatsArgs,
     #[arg(long, env = "GATEWAY_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
     /// Origins allowed to open `/ws` and call `/api` from a browser (comma-separated).

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::subjects;
-use vitals_runtime::{Clock, NatsAuth};
+use vitals_runtime::Clock;
 
 pub use config::Config;
 
@@ -54,12 +54,7 @@ pub async fn run(
         }
     });
 
-    let auth = NatsAuth {
-        user: config.nats_user.clone(),
-        password: config.nats_password.clone(),
-    };
-    let (client, conn_rx) =
-        vitals_runtime::connect_nats("vitals-gateway", &auth, &config.nats_url, |o| o).await?;
+    let (client, conn_rx) = config.nats.connect("vitals-gateway", |o| o).await?;
     // Subscribe before anything else, so nothing published from now on is missed.
     let sub = client
         .subscribe(subjects::HEALTH_ALL)

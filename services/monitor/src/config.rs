@@ -21,12 +21,8 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9100";
     about = "Vitals monitor: judges service health from metrics on NATS"
 )]
 pub struct Config {
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-    #[arg(long, env = "NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
+    #[command(flatten)]
+    pub nats: vitals_runtime::NatsArgs,
     /// HTTP listener: /healthz, /metrics, /api/status.
     #[arg(long, env = "MONITOR_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
@@ -213,7 +209,7 @@ mod tests {
     fn flags_parse_with_defaults() {
         let c = Config::try_parse_from(["monitor"]).unwrap();
         assert_eq!(c.http_addr.port(), 9100);
-        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.nats.nats_url, "nats://127.0.0.1:4222");
         let e = c.engine().unwrap();
         assert_eq!(e.grace_ms, 3000);
         assert_eq!(e.window_ms, 60_000);

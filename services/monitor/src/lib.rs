@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitals_protocol::subjects;
-use vitals_runtime::{Clock, NatsAuth};
+use vitals_runtime::Clock;
 
 pub use config::Config;
 
@@ -72,15 +72,10 @@ pub async fn run(
             .await
     });
 
-    let auth = NatsAuth {
-        user: config.nats_user.clone(),
-        password: config.nats_password.clone(),
-    };
     let pending_limit = config.pending_limit;
-    let (client, conn_rx) =
-        vitals_runtime::connect_nats(SERVICE_NAME, &auth, &config.nats_url, |o| {
-            o.subscription_capacity(pending_limit)
-        })
+    let (client, conn_rx) = config
+        .nats
+        .connect(SERVICE_NAME, |o| o.subscription_capacity(pending_limit))
         .await?;
     let js = async_nats::jetstream::new(client.clone());
     let limits = store::Limits {

@@ -62,6 +62,38 @@ pub fn init_tracing() {
         .init();
 }
 
+/// The NATS flags every binary takes (the contract's `--nats-url`, plus credentials).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+}
+
+impl NatsArgs {
+    pub fn auth(&self) -> NatsAuth {
+        NatsAuth {
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+        }
+    }
+
+    /// [`connect_nats`] with these flags.
+    pub async fn connect(
+        &self,
+        client_name: &str,
+        tweak: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> anyhow::Result<(
+        async_nats::Client,
+        tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
+    )> {
+        connect_nats(client_name, &self.auth(), &self.nats_url, tweak).await
+    }
+}
+
 /// Credentials for a NATS user, when the server requires them.
 #[derive(Debug, Clone, Default)]
 pub struct NatsAuth {
