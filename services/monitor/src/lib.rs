@@ -10,6 +10,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod publish;
+pub mod reconcile;
 pub mod rules;
 pub mod store;
 pub mod window;
@@ -33,6 +34,9 @@ pub use config::Config;
 use crate::engine::Engine;
 use crate::ingest::{Ingest, Inputs};
 use crate::metrics::Metrics;
+
+/// Alert events read back from HEALTH_EVENTS on start to reconcile with the KV state.
+const RECONCILE_ALERTS: u64 = 10_000;
 
 /// Name under which the monitor registers with the NATS service API (`nats micro ls`).
 pub const SERVICE_NAME: &str = "vitals-monitor";
@@ -99,7 +103,7 @@ pub async fn run(
     else {
         return finish(client, server, tracker).await;
     };
-    let restored = match store::load(&kv).await {
+    let mut restored = match store::load(&kv).await {
         Ok(states) => states,
         Err(e) => {
             tracing::warn!(error = %e, "could not load saved state; starting empty");
@@ -119,9 +123,26 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("adding the snapshot endpoint: {e}"))?;
 
+    let repairs = match store::recent_alerts(&js, RECONCILE_ALERTS).await {
+        Ok((history, from_ms)) => {
+            reconcile::reconcile(&mut restored, &history, from_ms, clock.now_ms())
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not read the alert history; not reconciling"
+            );
+            Vec::new()
+        }
+    };
     let mut engine = Engine::new(engine_config, clock.now_ms());
     let skipped = engine.restore(restored, clock.now_ms());
-    tracing::info!(services = engine.len(), skipped, "state restored from KV");
+    tracing::info!(
+        services = engine.len(),
+        skipped,
+        repairs = repairs.len(),
+        "state restored from KV"
+    );
 
     let kv_writes = Arc::new(store::PendingWrites::default());
     let (outbox, outbox_rx) = publish::Outbox::new(config.publish_queue, metrics.clone());
@@ -138,6 +159,10 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    for event in repairs {
+        tracing::warn!(id = %event.id, state = ?event.state, "repairing the alert history after a restart");
+        outbox.send(publish::Outbound::Event(engine::Event::Alert(event)));
+    }
     let ingest = Ingest {
         engine,
         feed_stall: Duration::from_millis(config.feed_stall_ms),

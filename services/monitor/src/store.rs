@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use vitals_protocol::{ServiceState, subjects};
+use vitals_protocol::{AlertEvent, ServiceState, subjects};
 
 use crate::metrics::Metrics;
 
@@ -45,6 +45,38 @@ pub async fn ensure(js: &jetstream::Context, limits: &Limits) -> Result<kv::Stor
     })
     .await
     .context("creating KV bucket health_status")
+}
+
+/// The last alert events in HEALTH_EVENTS (about `count` of them, oldest first), and the
+/// `at_ms` of the oldest one read: the history covers everything since then. With no
+/// alert read, `u64::MAX` (nothing can be said about any alert).
+pub async fn recent_alerts(js: &jetstream::Context, count: u64) -> Result<(Vec<AlertEvent>, u64)> {
+    let mut stream = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .context("opening HEALTH_EVENTS")?;
+    let state = stream.info().await.context("stream info")?.state.clone();
+    if state.messages == 0 {
+        return Ok((Vec::new(), u64::MAX));
+    }
+    // Status changes and alerts interleave about one to one.
+    let start = state
+        .last_sequence
+        .saturating_sub(count * 2)
+        .max(state.first_sequence);
+    let messages = vitals_runtime::read_stream(
+        &stream,
+        start,
+        state.last_sequence,
+        &[subjects::ALERT_ALL.to_owned()],
+    )
+    .await?;
+    let events: Vec<AlertEvent> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+        .collect();
+    let from = events.first().map_or(u64::MAX, |e| e.at_ms);
+    Ok((events, from))
 }
 
 /// Every stored state (see [`vitals_runtime::load_service_states`]).

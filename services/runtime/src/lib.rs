@@ -219,6 +219,71 @@ pub async fn load_service_states(kv: &kv::Store) -> anyhow::Result<Vec<ServiceSt
     Ok(latest.into_values().flatten().collect())
 }
 
+/// One message read back from a JetStream stream.
+#[derive(Debug, Clone)]
+pub struct StreamMessage {
+    pub seq: u64,
+    pub subject: String,
+    pub payload: bytes::Bytes,
+}
+
+/// The messages with stream sequence in [start, last] on `filter` (all subjects if
+/// empty), oldest first, through a short-lived pull consumer that is deleted afterwards.
+pub async fn read_stream(
+    stream: &async_nats::jetstream::stream::Stream,
+    start: u64,
+    last: u64,
+    filter: &[String],
+) -> anyhow::Result<Vec<StreamMessage>> {
+    use async_nats::jetstream::consumer;
+    let mut consumer = stream
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ack_policy: consumer::AckPolicy::None,
+            filter_subjects: filter.to_vec(),
+            memory_storage: true,
+            inactive_threshold: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .context("creating a reader consumer")?;
+    let name = consumer.cached_info().name.clone();
+    let mut pending = consumer.info().await.context("consumer info")?.num_pending;
+    let mut out = Vec::new();
+    'read: while pending > 0 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(pending.min(1_000) as usize)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .context("fetching from the stream")?;
+        let mut got = 0;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(|e| anyhow::anyhow!("stream message: {e}"))?;
+            got += 1;
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            if seq > last {
+                break 'read;
+            }
+            pending = info.pending;
+            out.push(StreamMessage {
+                seq,
+                subject: msg.subject.to_string(),
+                payload: msg.payload.clone(),
+            });
+        }
+        if got == 0 {
+            break;
+        }
+    }
+    let _ = stream.delete_consumer(&name).await;
+    Ok(out)
+}
+
 /// Wall-clock epoch milliseconds that never go backwards: a monotonic clock anchored
 /// to the epoch once at start. Uses tokio's clock, so `tokio::time::pause` drives it.
 #[derive(Debug, Clone, Copy)]

@@ -128,3 +128,42 @@ async fn nats_server_restart_reconnects_everyone_without_a_down_storm() -> anyho
     assert!(kv.get("auth").await?.is_some());
     Ok(())
 }
+
+/// A monitor killed between publishing a firing and writing it to KV leaves a firing
+/// nobody holds: the next monitor finds it in HEALTH_EVENTS and resolves it, once.
+#[tokio::test]
+async fn a_firing_the_state_lost_is_resolved_by_the_next_monitor() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let mut first = Monitor::start(&nats, &[]).await?; // creates the stream
+    first.proc.kill();
+    let alert = |id: &str, state: &str| {
+        serde_json::json!({
+            "id": id, "service": "ghost", "alert": "SERVICE_DOWN", "state": state,
+            "value": 3.2, "threshold": 3.0, "since_ms": 1000, "at_ms": 1000
+        })
+    };
+    for (id, state) in [
+        ("ghost:SERVICE_DOWN:1000", "firing"),
+        ("ghost:HIGH_CPU:900", "firing"),
+        ("ghost:HIGH_CPU:900", "resolved"),
+    ] {
+        client
+            .publish(
+                "health.alert.ghost",
+                serde_json::to_vec(&alert(id, state))?.into(),
+            )
+            .await?;
+    }
+    client.flush().await?;
+    let mut alerts = client.subscribe("health.alert.ghost").await?;
+    client.flush().await?;
+    let second = Monitor::start(&nats, &[]).await?;
+    let (_, repaired) = next_json_within(&mut alerts, SOON).await?;
+    assert_eq!(repaired["id"], "ghost:SERVICE_DOWN:1000");
+    assert_eq!(repaired["state"], "resolved");
+    let more = collect_for(&mut alerts, Duration::from_secs(1)).await;
+    assert!(more.is_empty(), "exactly one repair");
+    assert!(second.proc.logs().contains("repairing the alert history"));
+    Ok(())
+}
