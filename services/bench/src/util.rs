@@ -40,11 +40,7 @@ impl Part {
             .await?
             .text()
             .await?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(series))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(vitals_testkit::metric_sum(&text, series))
     }
 
     pub fn rss_bytes(&self) -> Result<u64> {

@@ -46,10 +46,10 @@ pub fn encode(msg: &FeedMessage) -> Body {
 
 /// Prepends the connection's sequence number to a shared body.
 pub fn frame(seq: u64, body: &str) -> String {
+    use std::fmt::Write;
     let mut s = String::with_capacity(body.len() + 24);
-    s.push_str("{\"seq\":");
-    s.push_str(&seq.to_string());
-    s.push(',');
+    // Writing into a String cannot fail; no temporary string for the number.
+    let _ = write!(s, "{{\"seq\":{seq},");
     s.push_str(body);
     s
 }

@@ -9,5 +9,14 @@ pub use nats::{NatsServer, nats_server_bin};
 pub use process::{ChildProc, bin_path, rss_bytes, workspace_root};
 pub use wait::{collect_for, next_json_within, next_within, wait_until};
 
+/// The sum of every sample of `series` (a metric name, optionally with labels, e.g.
+/// `vitals_monitor_refused_samples_total{reason="empty"}`) in Prometheus text.
+pub fn metric_sum(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The default bound for "this should happen soon" waits in tests.
 pub const SOON: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,5 +1,7 @@
 //! Refusals at the door: foreign Origin, wrong token, too many clients, oversize frames.
 
+use std::time::Duration;
+
 use futures::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use vitals_testkit::{NatsServer, SOON};
@@ -154,5 +156,44 @@ async fn thousands_of_connections_are_capped_with_bounded_memory() -> anyhow::Re
         is_status(m, "auth", "HEALTHY")
     })
     .await?;
+    Ok(())
+}
+
+/// A client that answers nothing (not even pings) is closed after the idle timeout,
+/// counted; one that keeps reading (and so answers pings) stays.
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let gw = gateway(
+        &nats,
+        &["--ping-interval-ms", "200", "--idle-timeout-ms", "700"],
+    )
+    .await?;
+    let mut reader = connect(&gw.ws_url(), None).await?;
+    let mut silent = connect(&gw.ws_url(), None).await?;
+    let (mut rs, mut ss) = (0, 0);
+    until(&mut reader, &mut rs, SOON, |m| m["type"] == "snapshot").await?;
+    until(&mut silent, &mut ss, SOON, |m| m["type"] == "snapshot").await?;
+    // The reader keeps reading (its client answers each ping); the other does not read.
+    let keep_reading = tokio::spawn(async move {
+        while let Ok(_m) = next_msg(&mut reader, Duration::from_secs(3)).await {}
+        reader
+    });
+    let dropped = vitals_testkit::wait_until(SOON, || async {
+        let n = gw
+            .counter("vitals_gateway_client_drops_total{reason=\"idle\"}")
+            .await
+            .ok()?;
+        (n >= 1.0).then_some(())
+    })
+    .await;
+    assert!(dropped.is_some(), "the silent client was not closed");
+    assert_eq!(
+        gw.counter("vitals_gateway_clients").await?,
+        1.0,
+        "the reader stays"
+    );
+    keep_reading.abort();
+    drop(silent);
     Ok(())
 }

@@ -49,11 +49,7 @@ impl Proc {
 
     pub async fn counter(&self, series: &str) -> Result<f64> {
         let text = reqwest::get(self.url("/metrics")).await?.text().await?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(series))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(vitals_testkit::metric_sum(&text, series))
     }
 }
 

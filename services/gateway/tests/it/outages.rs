@@ -198,3 +198,25 @@ async fn records_a_fixture_of_real_frames_for_the_dashboard() -> anyhow::Result<
     std::fs::write(&out, serde_json::to_string_pretty(&frames)?)?;
     Ok(())
 }
+
+/// The monitor restarts (a new `monitor_id`): its first heartbeat makes the gateway take
+/// a full snapshot again, and clients get it as a resync.
+#[tokio::test]
+async fn a_new_monitor_brings_every_client_a_fresh_snapshot() -> anyhow::Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let mut first = monitor(&nats).await?;
+    publish_sample(&client, "auth", 0, false).await?;
+    let gw = gateway(&nats, &[]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    until(&mut ws, &mut seq, SOON, |m| m["type"] == "monitor").await?;
+    first.proc.kill();
+    let _second = monitor(&nats).await?;
+    let fresh = until(&mut ws, &mut seq, SOON, |m| m["type"] == "snapshot").await?;
+    assert_eq!(fresh["resync"], true);
+    assert_eq!(fresh["gateway"]["source"], "monitor");
+    assert_eq!(snapshot_status(&fresh, "auth").as_deref(), Some("HEALTHY"));
+    assert!(gw.proc.logs().contains("a new monitor is up"));
+    Ok(())
+}

@@ -47,11 +47,7 @@ impl Monitor {
     /// A counter from /metrics (the sum over label sets matching `series`).
     pub async fn counter(&self, series: &str) -> Result<f64> {
         let text = self.metrics_text().await?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with(series))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(vitals_testkit::metric_sum(&text, series))
     }
 
     /// Waits until the counter reaches at least `at_least`.
