@@ -197,6 +197,8 @@ mod tests {
                 nats_connected: true,
                 at_ms: 1,
                 source: "kv".into(),
+                live: true,
+                problem: None,
             },
         });
         let text = frame(7, &body);

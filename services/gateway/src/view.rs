@@ -51,6 +51,8 @@ impl View {
                 nats_connected: false,
                 at_ms: now_ms,
                 source: "none".into(),
+                live: true,
+                problem: None,
             },
             version: 0,
         }
@@ -199,6 +201,11 @@ impl View {
                 .map(|m| m.monitor_id.clone())
                 .unwrap_or_default(),
             at_ms: now_ms,
+            version: self.version,
+            page: 0,
+            pages: 1,
+            total: self.services.len() as u64,
+            next_after: None,
             services: self.services.values().cloned().collect(),
         }
     }
@@ -233,6 +240,7 @@ mod tests {
             threshold: 3.0,
             since_ms: 10,
             at_ms: 10,
+            reason: None,
         })
     }
 

@@ -466,6 +466,7 @@ impl Tracked {
             threshold,
             since_ms: now_ms,
             at_ms: now_ms,
+            reason: None,
         }));
         self.alerts.push(active);
         true
@@ -485,6 +486,7 @@ impl Tracked {
             threshold: active.threshold,
             since_ms: active.since_ms,
             at_ms: now_ms,
+            reason: None,
         }));
         true
     }
@@ -508,7 +510,7 @@ impl Tracked {
             Status::Degraded => self.alerts.iter().map(describe_alert).collect(),
             Status::Healthy if previous == Status::Unknown => vec!["first sample".into()],
             Status::Healthy => vec!["recovered".into()],
-            Status::Unknown => Vec::new(),
+            Status::Unknown | Status::Retired => Vec::new(),
         };
         if status != previous {
             match status {

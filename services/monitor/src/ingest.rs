@@ -216,10 +216,16 @@ impl Ingest {
     fn snapshot(&mut self) -> Snapshot {
         self.metrics.snapshot_requests.inc();
         let now = self.clock.now_ms();
+        let services = self.engine.snapshot(now);
         Snapshot {
             monitor_id: self.monitor_id.clone(),
             at_ms: now,
-            services: self.engine.snapshot(now),
+            version: 0,
+            page: 0,
+            pages: 1,
+            total: services.len() as u64,
+            next_after: None,
+            services,
         }
     }
 

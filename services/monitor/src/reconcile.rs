@@ -45,6 +45,7 @@ pub fn reconcile(
         out.push(AlertEvent {
             state: AlertState::Resolved,
             at_ms: now_ms,
+            reason: Some("restart repair".into()),
             ..e.clone()
         });
     }
@@ -61,6 +62,7 @@ pub fn reconcile(
                     threshold: a.threshold,
                     since_ms: a.since_ms,
                     at_ms: now_ms,
+                    reason: None,
                 });
             }
         }
@@ -84,6 +86,7 @@ mod tests {
             threshold: 3.0,
             since_ms: 100,
             at_ms: 100,
+            reason: None,
         }
     }
 

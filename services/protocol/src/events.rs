@@ -32,6 +32,10 @@ pub struct AlertEvent {
     /// When this firing began.
     pub since_ms: u64,
     pub at_ms: u64,
+    /// Why a resolve happened when it is not the condition clearing: `retired` (the
+    /// service was retired), `restart repair` (reconciled after a monitor restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Rolling figures over the monitor's window.
@@ -89,13 +93,36 @@ pub struct ServiceState {
     pub figures: Figures,
 }
 
-/// Reply to `health.snapshot` and body of `GET /api/status`.
+/// Reply to `health.snapshot` (one page) and body of `GET /api/status` (everything).
+///
+/// A NATS reply must fit the server's max_payload, so `health.snapshot` answers in pages
+/// packed up to that size: ask `{"after": next_after}` until `next_after` is absent (a
+/// service present throughout appears exactly once, whatever changed meanwhile), or
+/// `{"page": N}` for page N of the monitor's current copy (`version`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub monitor_id: String,
     pub at_ms: u64,
+    /// The monitor's read copy this page was cut from (pages of one copy share it).
+    #[serde(default)]
+    pub version: u64,
+    /// This page (from 0) and how many the copy has; `GET /api/status` is page 0 of 1.
+    #[serde(default)]
+    pub page: u32,
+    #[serde(default = "one")]
+    pub pages: u32,
+    /// Services in the whole copy, on every page.
+    #[serde(default)]
+    pub total: u64,
+    /// Pass as `after` to get the services that follow this page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<ServiceName>,
     /// Sorted by service name.
     pub services: Vec<ServiceState>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Published on `health.monitor.heartbeat` every second.

@@ -52,6 +52,17 @@ pub struct GatewayState {
     /// Where the current view came from: `monitor` (snapshot request), `kv` (the monitor did
     /// not answer) or `none` (no data yet).
     pub source: String,
+    /// False when the gateway's own feed is broken (its subscription ended, or syncing keeps
+    /// failing) even though NATS may be connected: the view is not being kept current.
+    #[serde(default = "yes")]
+    pub live: bool,
+    /// What is wrong while `live` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A client-to-server message. Anything else is ignored and counted.
@@ -86,6 +97,8 @@ mod tests {
                 nats_connected: false,
                 at_ms: 5,
                 source: "none".into(),
+                live: true,
+                problem: None,
             },
         };
         let v = serde_json::to_value(&g).unwrap();

@@ -7,6 +7,7 @@ pub mod chaos;
 pub mod events;
 pub mod feed;
 pub mod name;
+pub mod requests;
 pub mod sample;
 pub mod status;
 pub mod subjects;
@@ -18,5 +19,6 @@ pub use events::{
 };
 pub use feed::{ClientMessage, FeedMessage, FeedSnapshot, GatewayState, History, HistoryEntry};
 pub use name::{NameError, ServiceName};
+pub use requests::{RetireReply, RetireRequest, SnapshotRequest};
 pub use sample::{MAX_SAMPLE_BYTES, MetricSample, Refusal, RefusalReason, parse_sample};
 pub use status::{AlertName, AlertState, Status};

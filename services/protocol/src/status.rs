@@ -13,6 +13,9 @@ pub enum Status {
     Healthy,
     Degraded,
     Down,
+    /// Removed from tracking (after a long DOWN, or on request): sent once on
+    /// `health.status.<service>`; every view drops the service. Never stored.
+    Retired,
 }
 
 impl Status {
@@ -22,6 +25,7 @@ impl Status {
             Self::Healthy => "HEALTHY",
             Self::Degraded => "DEGRADED",
             Self::Down => "DOWN",
+            Self::Retired => "RETIRED",
         }
     }
 }
@@ -86,6 +90,7 @@ mod tests {
             Status::Healthy,
             Status::Degraded,
             Status::Down,
+            Status::Retired,
         ] {
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),

@@ -10,6 +10,8 @@ pub const ALERT_ALL: &str = "health.alert.>";
 pub const SUMMARY_ALL: &str = "health.metrics.>";
 pub const HEARTBEAT: &str = "health.monitor.heartbeat";
 pub const SNAPSHOT: &str = "health.snapshot";
+/// Request/reply (operator): retire one service now.
+pub const RETIRE: &str = "health.retire";
 pub const CHAOS_ALL: &str = "chaos.*";
 
 /// JetStream KV bucket with each service's current state (key = service name).
@@ -18,6 +20,7 @@ pub const KV_BUCKET: &str = "health_status";
 pub const EVENTS_STREAM: &str = "HEALTH_EVENTS";
 
 const METRICS_PREFIX: &str = "metrics.";
+const HEALTH_PREFIX: &str = "health.";
 
 pub fn metrics(service: &ServiceName) -> String {
     format!("{METRICS_PREFIX}{service}")
@@ -49,6 +52,48 @@ pub fn service_of_chaos(subject: &str) -> Option<&str> {
     subject.strip_prefix("chaos.")
 }
 
+/// What a subject under `health.` carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthSubject<'a> {
+    /// `health.status.<service>`
+    Status(&'a str),
+    /// `health.alert.<service>`
+    Alert(&'a str),
+    /// `health.metrics.<service>`
+    Summary(&'a str),
+    /// `health.monitor.heartbeat`
+    Heartbeat,
+}
+
+impl<'a> HealthSubject<'a> {
+    /// The (unvalidated) service token, for the per-service kinds.
+    pub fn service(&self) -> Option<&'a str> {
+        match *self {
+            Self::Status(s) | Self::Alert(s) | Self::Summary(s) => Some(s),
+            Self::Heartbeat => None,
+        }
+    }
+}
+
+/// Parses a `health.<kind>.<service>` subject (the inverse of [`status`], [`alert`],
+/// [`summary`] and [`HEARTBEAT`]). None for anything else: requests such as
+/// `health.snapshot`, unknown kinds, or a service part with more than one token.
+pub fn parse_health(subject: &str) -> Option<HealthSubject<'_>> {
+    if subject == HEARTBEAT {
+        return Some(HealthSubject::Heartbeat);
+    }
+    let (kind, service) = subject.strip_prefix(HEALTH_PREFIX)?.split_once('.')?;
+    if service.is_empty() || service.contains('.') {
+        return None;
+    }
+    match kind {
+        "status" => Some(HealthSubject::Status(service)),
+        "alert" => Some(HealthSubject::Alert(service)),
+        "metrics" => Some(HealthSubject::Summary(service)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +109,38 @@ mod tests {
         assert_eq!(service_of_metrics("metrics.billing"), Some("billing"));
         assert_eq!(service_of_metrics("health.x"), None);
         assert_eq!(service_of_chaos("chaos.billing"), Some("billing"));
+    }
+
+    #[test]
+    fn parses_what_it_builds() {
+        let s = ServiceName::parse("billing").unwrap();
+        assert_eq!(
+            parse_health(&status(&s)),
+            Some(HealthSubject::Status("billing"))
+        );
+        assert_eq!(
+            parse_health(&alert(&s)),
+            Some(HealthSubject::Alert("billing"))
+        );
+        assert_eq!(
+            parse_health(&summary(&s)),
+            Some(HealthSubject::Summary("billing"))
+        );
+        assert_eq!(parse_health(HEARTBEAT), Some(HealthSubject::Heartbeat));
+        assert_eq!(
+            parse_health(&status(&s)).unwrap().service(),
+            Some("billing")
+        );
+        for other in [
+            SNAPSHOT,
+            RETIRE,
+            "health.status.",
+            "health.status.a.b",
+            "health.other.a",
+            "metrics.billing",
+            "health.monitor.other",
+        ] {
+            assert_eq!(parse_health(other), None, "{other}");
+        }
     }
 }
