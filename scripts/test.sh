@@ -11,6 +11,7 @@ echo "== nats-server: $("$NATS_SERVER_BIN" --version)"
 
 echo "== build"
 cargo build --workspace --bins --tests --quiet
+echo "== generated wire types are current" && cargo run -q -p codegen -- --check
 
 echo "== rust tests (unit, property, integration against real nats-server)"
 # The gateway's tests record real feed frames here; the dashboard's tests parse them.

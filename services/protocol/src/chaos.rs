@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_FAULT_SECONDS: f64 = 86_400.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FaultMode {
     /// Back to normal.
@@ -66,6 +67,7 @@ impl FaultMode {
 
 /// `{"mode":"latency","for_s":30}`; without `for_s` the fault lasts until cleared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChaosRequest {
     pub mode: FaultMode,
@@ -86,6 +88,7 @@ impl ChaosRequest {
 
 /// The simulator's answer to a chaos request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct ChaosReply {
     pub ok: bool,
     pub service: String,

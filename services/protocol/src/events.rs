@@ -9,6 +9,7 @@ use crate::status::{AlertName, AlertState, Status};
 
 /// Published on `health.status.<service>` only when the status changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct StatusChange {
     pub service: ServiceName,
     pub status: Status,
@@ -20,6 +21,7 @@ pub struct StatusChange {
 
 /// Published on `health.alert.<service>` when an alert fires and when it resolves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct AlertEvent {
     /// Stable for one firing: its resolve carries the same id (`service:ALERT:since_ms`).
     pub id: String,
@@ -40,6 +42,7 @@ pub struct AlertEvent {
 
 /// Rolling figures over the monitor's window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct Figures {
     pub cpu_pct: f64,
     pub mem_pct: f64,
@@ -57,6 +60,7 @@ pub struct Figures {
 
 /// Published on `health.metrics.<service>` at most once a second per service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct ServiceSummary {
     pub service: ServiceName,
     pub status: Status,
@@ -69,6 +73,7 @@ pub struct ServiceSummary {
 
 /// An alert that is firing now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct ActiveAlert {
     pub id: String,
     pub alert: AlertName,
@@ -79,6 +84,7 @@ pub struct ActiveAlert {
 
 /// A service's current state: the value in KV `health_status` and one entry of a Snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct ServiceState {
     pub service: ServiceName,
     pub status: Status,
@@ -100,6 +106,7 @@ pub struct ServiceState {
 /// service present throughout appears exactly once, whatever changed meanwhile), or
 /// `{"page": N}` for page N of the monitor's current copy (`version`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct Snapshot {
     pub monitor_id: String,
     pub at_ms: u64,
@@ -127,6 +134,7 @@ fn one() -> u32 {
 
 /// Published on `health.monitor.heartbeat` every second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct MonitorHeartbeat {
     pub monitor_id: String,
     pub version: String,

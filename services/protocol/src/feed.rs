@@ -9,6 +9,7 @@ use crate::events::{AlertEvent, MonitorHeartbeat, ServiceState, ServiceSummary, 
 
 /// A server-to-client message (without its `seq`, which the connection adds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum FeedMessage {
     /// The whole current view. Sent first, after a `resync` request, when the client fell
@@ -32,6 +33,7 @@ pub enum FeedMessage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct FeedSnapshot {
     /// True when this snapshot replaces messages the client missed or may have missed.
     pub resync: bool,
@@ -46,6 +48,7 @@ pub struct FeedSnapshot {
 
 /// Whether the gateway has NATS; sent whenever that changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct GatewayState {
     pub nats_connected: bool,
     pub at_ms: u64,
@@ -67,6 +70,7 @@ fn yes() -> bool {
 
 /// A client-to-server message. Anything else is ignored and counted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Asks for a fresh snapshot (e.g. after seeing a `seq` gap).
@@ -75,6 +79,7 @@ pub enum ClientMessage {
 
 /// One entry of `GET /api/history`, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum HistoryEntry {
     Status { stream_seq: u64, data: StatusChange },
@@ -82,6 +87,7 @@ pub enum HistoryEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct History {
     pub events: Vec<HistoryEntry>,
 }

@@ -12,8 +12,11 @@ pub const MAX_NAME_LEN: usize = 63;
 ///
 /// Cheap to clone (shared), since every event about a service carries its name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(transparent)]
-pub struct ServiceName(Arc<str>);
+pub struct ServiceName(
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[a-z0-9][a-z0-9_-]{0,62}$")))] Arc<str>,
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

@@ -7,6 +7,7 @@ use crate::status::Status;
 
 /// Body of a `health.snapshot` request. Empty (or `{}`) asks for the first page.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRequest {
     /// Page N of the monitor's current copy.
@@ -33,6 +34,7 @@ impl SnapshotRequest {
 
 /// Body of a `health.retire` request (and of `DELETE /api/services/<name>`, by path).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetireRequest {
     /// Checked by the receiver, so a bad name gets its own answer.
@@ -41,6 +43,7 @@ pub struct RetireRequest {
 
 /// The answer to a retire request: what happened, or why nothing did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct RetireReply {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

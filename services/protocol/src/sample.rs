@@ -15,18 +15,28 @@ pub const MAX_URL_LEN: usize = 512;
 
 /// One heartbeat with the service's current figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct MetricSample {
     pub service: ServiceName,
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 128)))]
     pub instance: String,
     /// Per instance, increasing by one per sample.
     pub seq: u64,
     /// The sender's clock, epoch ms. Informational: health is judged on receipt.
     pub ts_ms: u64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
     pub cpu_pct: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
     pub mem_pct: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
     pub latency_ms: f64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
     pub error_rate: f64,
     /// Where a browser can reach this service's `/health`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(max = 512), pattern(r#"^https?://[^\s"<>]+$"#))
+    )]
     pub health_url: String,
     /// Set on the last sample a service sends when told to stop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
