@@ -13,6 +13,9 @@ use crate::engine::EngineConfig;
 use crate::rules::Rules;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9100";
+/// The dashboard's origins (vite on 5173, or served by the gateway on 8080).
+pub const DEFAULT_ORIGINS: &str =
+    "http://localhost:5173,http://127.0.0.1:5173,http://localhost:8080,http://127.0.0.1:8080";
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -30,41 +33,58 @@ pub struct Config {
     #[arg(long, env = "MONITOR_RULES")]
     pub rules: Option<PathBuf>,
     /// SERVICE_DOWN after this long without a sample (overrides the rules file default).
-    #[arg(long, env = "MONITOR_HEARTBEAT_TIMEOUT_MS")]
+    #[arg(long, env = "MONITOR_HEARTBEAT_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     pub heartbeat_timeout_ms: Option<u64>,
     /// How often silence is judged and summaries are sent.
     #[arg(long, env = "MONITOR_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=250))]
     pub tick_ms: u64,
     /// No one is judged DOWN for this long after start or a NATS reconnect (default: the heartbeat timeout).
-    #[arg(long, env = "MONITOR_GRACE_MS")]
+    #[arg(long, env = "MONITOR_GRACE_MS", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub grace_ms: Option<u64>,
     /// No echo of the monitor's own heartbeat (sent every second) through NATS for this
     /// long means the feed is stalled: silence is not judged until it moves again. Keep it
     /// below the heartbeat timeout minus one sample interval.
-    #[arg(long, env = "MONITOR_FEED_STALL_MS", default_value_t = 1_500)]
+    #[arg(long, env = "MONITOR_FEED_STALL_MS", default_value_t = 1_500, value_parser = clap::value_parser!(u64).range(1_100..=600_000))]
     pub feed_stall_ms: u64,
     /// Rolling window for summaries (latency percentiles, uptime).
     #[arg(long, env = "MONITOR_WINDOW_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub window_s: u64,
     /// Most services tracked; samples from more are refused and counted.
-    #[arg(long, env = "MONITOR_MAX_SERVICES", default_value_t = 20_000)]
-    pub max_services: usize,
+    #[arg(long, env = "MONITOR_MAX_SERVICES", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_services: u64,
+    /// Instances (replicas) tracked per service for duplicate detection; a new one beyond
+    /// this is refused (`instance_cap`) unless one has been silent for a window.
+    #[arg(long, env = "MONITOR_MAX_INSTANCES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_instances: u64,
+    /// A service DOWN for this long is retired: its alerts resolve, its KV entry is deleted
+    /// and RETIRED is published. 0 never retires.
+    #[arg(long, env = "MONITOR_RETIRE_AFTER_S", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub retire_after_s: u64,
+    /// Browser origins allowed to call the HTTP API (CORS), comma-separated.
+    #[arg(long, env = "MONITOR_ALLOWED_ORIGINS", value_delimiter = ',', default_value = DEFAULT_ORIGINS)]
+    pub allowed_origins: Vec<String>,
+    /// Bearer token for `DELETE /api/services/NAME` (without it that endpoint answers 401).
+    #[arg(long, env = "VITALS_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
     /// Messages buffered for the metrics subscription before the client drops (counted).
-    #[arg(long, env = "MONITOR_PENDING_LIMIT", default_value_t = 65_536)]
-    pub pending_limit: usize,
+    #[arg(long, env = "MONITOR_PENDING_LIMIT", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
+    pub pending_limit: u64,
     /// Outbound events buffered while NATS is slow or away before they are dropped (counted).
-    #[arg(long, env = "MONITOR_PUBLISH_QUEUE", default_value_t = 65_536)]
-    pub publish_queue: usize,
-    #[arg(long, env = "MONITOR_SUMMARY_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "MONITOR_PUBLISH_QUEUE", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(64..=16_777_216))]
+    pub publish_queue: u64,
+    #[arg(long, env = "MONITOR_SUMMARY_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub summary_interval_ms: u64,
     /// HEALTH_EVENTS stream limits.
-    #[arg(long, env = "MONITOR_EVENTS_MAX_AGE_S", default_value_t = 7 * 86_400)]
+    #[arg(long, env = "MONITOR_EVENTS_MAX_AGE_S", default_value_t = 7 * 86_400, value_parser = clap::value_parser!(u64).range(60..=3_153_600_000))]
     pub events_max_age_s: u64,
-    #[arg(long, env = "MONITOR_EVENTS_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, env = "MONITOR_EVENTS_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(i64).range(1_048_576..))]
     pub events_max_bytes: i64,
     /// health_status KV bucket size limit.
-    #[arg(long, env = "MONITOR_KV_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "MONITOR_KV_MAX_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(i64).range(1_048_576..))]
     pub kv_max_bytes: i64,
+    /// Snapshot replies (NATS and HTTP) being sent at once; more are refused with 503.
+    #[arg(long, env = "MONITOR_MAX_SNAPSHOT_REPLIES", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_snapshot_replies: u64,
     /// Name in heartbeats and snapshots (default: monitor-<pid>).
     #[arg(long, env = "MONITOR_ID")]
     pub monitor_id: Option<String>,
@@ -89,12 +109,14 @@ impl Config {
         Ok(EngineConfig {
             defaults,
             overrides,
-            max_services: self.max_services,
+            max_services: self.max_services as usize,
             window_ms: self.window_s * 1000,
             max_window_points: 600,
             grace_ms: self.grace_ms.unwrap_or(timeout),
             summary_interval_ms: self.summary_interval_ms,
             stall_ms: (self.tick_ms * 6).max(1_500),
+            retire_after_ms: self.retire_after_s * 1000,
+            max_instances: self.max_instances as usize,
         })
     }
 }
@@ -213,5 +235,30 @@ mod tests {
         let e = c.engine().unwrap();
         assert_eq!(e.grace_ms, 3000);
         assert_eq!(e.window_ms, 60_000);
+        assert_eq!(e.retire_after_ms, 86_400_000);
+    }
+
+    #[test]
+    fn numeric_flags_out_of_range_are_refused_naming_the_flag() {
+        for (flag, bad) in [
+            ("--tick-ms", "0"),
+            ("--heartbeat-timeout-ms", "0"),
+            ("--feed-stall-ms", "0"),
+            ("--window-s", "0"),
+            ("--max-services", "0"),
+            ("--max-instances", "0"),
+            ("--retire-after-s", "99999999999"),
+            ("--pending-limit", "0"),
+            ("--publish-queue", "0"),
+            ("--summary-interval-ms", "0"),
+            ("--events-max-age-s", "0"),
+            ("--events-max-bytes", "0"),
+            ("--kv-max-bytes", "5"),
+            ("--max-snapshot-replies", "0"),
+        ] {
+            let err = Config::try_parse_from(["monitor", flag, bad]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{flag}: {err}");
+            assert_eq!(err.exit_code(), 2, "{flag}");
+        }
     }
 }

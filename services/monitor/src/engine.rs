@@ -23,10 +23,14 @@ pub enum Event {
     Summary(ServiceSummary),
     /// The service's stored state changed (status or alerts): persist it.
     Stored(ServiceState),
+    /// The service was retired: delete its stored state.
+    Forget(ServiceName),
 }
 
 /// The reason on a DOWN caused by a `stopping: true` sample.
 pub const REASON_STOPPED: &str = "stopped";
+/// The `reason` on the resolve of an alert whose service was retired.
+pub const REASON_RETIRED: &str = "retired";
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -41,6 +45,10 @@ pub struct EngineConfig {
     /// A gap between ticks longer than this means the monitor itself was not running
     /// (SIGSTOP, a paused VM): the silence it could not observe is forgiven.
     pub stall_ms: u64,
+    /// A service DOWN for this long is retired (0: never).
+    pub retire_after_ms: u64,
+    /// Instances tracked per service for duplicate detection (see [`Instances`]).
+    pub max_instances: usize,
 }
 
 impl Default for EngineConfig {
@@ -55,8 +63,18 @@ impl Default for EngineConfig {
             max_window_points: 600,
             summary_interval_ms: 1_000,
             stall_ms: 1_500,
+            retire_after_ms: 86_400_000,
+            max_instances: DEFAULT_MAX_INSTANCES,
         }
     }
+}
+
+/// What retiring a service did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retired {
+    pub previous: Status,
+    /// Ids of the firing alerts it resolved.
+    pub resolved: Vec<String>,
 }
 
 pub struct Engine {
@@ -74,9 +92,11 @@ pub struct Engine {
     scratch: Vec<f32>,
 }
 
-/// Most recent per-instance `seq`s kept to spot duplicates (a few instances may overlap
-/// during a rolling restart).
-const SEQ_INSTANCES: usize = 4;
+/// Instances of one service tracked at once (replicas, or overlap in a rolling restart).
+pub const DEFAULT_MAX_INSTANCES: usize = 64;
+/// A gap in one instance's `seq` larger than this is counted as this many missed samples
+/// (a sender that jumps its counter must not inflate the figure without bound).
+const MAX_COUNTED_GAP: u64 = 1_000;
 
 struct Tracked {
     name: ServiceName,
@@ -87,7 +107,7 @@ struct Tracked {
     last_seen_ms: Option<u64>,
     instance: String,
     health_url: String,
-    seqs: Vec<(String, u64)>,
+    instances: Instances,
     latest: Latest,
     window: Window,
     thresholds: [ThresholdState; 4],
@@ -185,13 +205,15 @@ impl Engine {
     }
 
     /// Applies one valid sample received at `now_ms`. Refuses a duplicate or replayed
-    /// `seq`, and a new service beyond the cap; nothing else changes then.
+    /// `seq`, a new service beyond the cap and a new instance beyond the instance cap;
+    /// nothing else changes then. Returns how many samples of that instance were missed
+    /// (a gap in its `seq`).
     pub fn on_sample(
         &mut self,
         sample: &MetricSample,
         now_ms: u64,
         out: &mut Vec<Event>,
-    ) -> Result<(), RefusalReason> {
+    ) -> Result<u64, RefusalReason> {
         let rules = match self.services.contains_key(&sample.service) {
             true => None,
             false if self.services.len() >= self.cfg.max_services => {
@@ -211,7 +233,14 @@ impl Engine {
                 ))
             }
         };
-        t.check_seq(&sample.instance, sample.seq)?;
+        let forget_after = self.cfg.window_ms;
+        let missed = t.instances.check(
+            &sample.instance,
+            sample.seq,
+            now_ms,
+            forget_after,
+            self.cfg.max_instances,
+        )?;
         t.last_seen_ms = Some(now_ms);
         if t.instance != sample.instance {
             t.instance.clone_from(&sample.instance);
@@ -244,7 +273,67 @@ impl Engine {
             alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, out);
         }
         t.refresh_status(alerts_changed, now_ms, out);
-        Ok(())
+        Ok(missed)
+    }
+
+    /// Stops tracking `name`: its firing alerts resolve (reason `retired`), one
+    /// StatusChange RETIRED goes out and its stored state is deleted. None if unknown.
+    /// A sample from it later simply starts a new service.
+    pub fn retire(
+        &mut self,
+        name: &ServiceName,
+        why: String,
+        now_ms: u64,
+        out: &mut Vec<Event>,
+    ) -> Option<Retired> {
+        let t = self.services.remove(name)?;
+        let mut resolved = Vec::with_capacity(t.alerts.len());
+        for active in t.alerts {
+            out.push(Event::Alert(AlertEvent {
+                id: active.id.clone(),
+                service: t.name.clone(),
+                alert: active.alert,
+                state: AlertState::Resolved,
+                value: active.value,
+                threshold: active.threshold,
+                since_ms: active.since_ms,
+                at_ms: now_ms,
+                reason: Some(REASON_RETIRED.to_owned()),
+            }));
+            resolved.push(active.id);
+        }
+        out.push(Event::Status(StatusChange {
+            service: t.name.clone(),
+            status: Status::Retired,
+            previous: t.status,
+            at_ms: now_ms,
+            reasons: vec![why],
+        }));
+        out.push(Event::Forget(t.name));
+        Some(Retired {
+            previous: t.status,
+            resolved,
+        })
+    }
+
+    /// Retires every service that has been DOWN for `retire_after_ms`.
+    fn retire_long_down(&mut self, now_ms: u64, out: &mut Vec<Event>) {
+        let after = self.cfg.retire_after_ms;
+        if after == 0 {
+            return;
+        }
+        let due: Vec<ServiceName> = self
+            .services
+            .values()
+            .filter(|t| {
+                t.status == Status::Down && now_ms.saturating_sub(t.status_since_ms) >= after
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        for name in due {
+            let why = format!("retired: DOWN for {} s", after / 1000);
+            self.retire(&name, why, now_ms, out);
+        }
     }
 
     /// Judges silence and emits due summaries. Called every tick (<= 250 ms).
@@ -255,6 +344,7 @@ impl Engine {
             self.forgive_silence(now_ms);
         }
         self.last_tick_ms = Some(now_ms);
+        self.retire_long_down(now_ms, out);
         let judging = !self.in_grace(now_ms);
         for t in self.services.values_mut() {
             let silent_since = t.last_seen_ms.unwrap_or(0).max(self.silence_epoch_ms);
@@ -330,6 +420,67 @@ impl Engine {
     }
 }
 
+/// The instances of one service seen lately and the last `seq` of each, to refuse
+/// duplicates and replays: within one instance `seq` must increase. A restart needs
+/// evidence, a new instance id; a repeated (or zero) `seq` from a known instance is a
+/// duplicate. At most `max` instances are held; one silent for longer than the
+/// forget period is dropped to make room, and if none is, the new instance is refused
+/// (`instance_cap`), so the rule holds for any number of replicas up to the cap.
+#[derive(Debug, Clone, Default)]
+struct Instances {
+    seen: Vec<InstanceSeq>,
+}
+
+#[derive(Debug, Clone)]
+struct InstanceSeq {
+    id: String,
+    last_seq: u64,
+    last_seen_ms: u64,
+}
+
+impl Instances {
+    /// Accepts `seq` from `instance` (returning how many of its samples were skipped)
+    /// or refuses it.
+    fn check(
+        &mut self,
+        instance: &str,
+        seq: u64,
+        now_ms: u64,
+        forget_after_ms: u64,
+        max: usize,
+    ) -> Result<u64, RefusalReason> {
+        if let Some(known) = self.seen.iter_mut().find(|i| i.id == instance) {
+            if seq <= known.last_seq {
+                return Err(RefusalReason::Duplicate);
+            }
+            let missed = (seq - known.last_seq - 1).min(MAX_COUNTED_GAP);
+            known.last_seq = seq;
+            known.last_seen_ms = now_ms;
+            return Ok(missed);
+        }
+        if self.seen.len() >= max.max(1) {
+            let stalest = self
+                .seen
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, i)| i.last_seen_ms)
+                .map(|(pos, i)| (pos, i.last_seen_ms));
+            match stalest {
+                Some((pos, seen)) if now_ms.saturating_sub(seen) > forget_after_ms => {
+                    self.seen.swap_remove(pos);
+                }
+                _ => return Err(RefusalReason::InstanceCap),
+            }
+        }
+        self.seen.push(InstanceSeq {
+            id: instance.to_owned(),
+            last_seq: seq,
+            last_seen_ms: now_ms,
+        });
+        Ok(0)
+    }
+}
+
 impl Tracked {
     fn new(name: ServiceName, rules: Arc<Rules>, cfg: &EngineConfig, now_ms: u64) -> Self {
         Self {
@@ -341,7 +492,7 @@ impl Tracked {
             last_seen_ms: None,
             instance: String::new(),
             health_url: String::new(),
-            seqs: Vec::new(),
+            instances: Instances::default(),
             latest: Latest::default(),
             window: Window::new(cfg.window_ms, cfg.max_window_points, now_ms),
             thresholds: Default::default(),
@@ -357,25 +508,6 @@ impl Tracked {
         self.alerts
             .iter()
             .any(|a| a.alert == AlertName::ServiceDown)
-    }
-
-    /// Refuses a `seq` at or below the last one from the same instance. `seq` 0 is a
-    /// restarted instance that kept its id, so it starts over.
-    fn check_seq(&mut self, instance: &str, seq: u64) -> Result<(), RefusalReason> {
-        match self.seqs.iter_mut().find(|(i, _)| i == instance) {
-            Some((_, last)) if seq <= *last && seq != 0 => Err(RefusalReason::Duplicate),
-            Some((_, last)) => {
-                *last = seq;
-                Ok(())
-            }
-            None => {
-                if self.seqs.len() >= SEQ_INSTANCES {
-                    self.seqs.remove(0);
-                }
-                self.seqs.push((instance.to_owned(), seq));
-                Ok(())
-            }
-        }
     }
 
     fn judge_thresholds(

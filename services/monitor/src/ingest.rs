@@ -1,27 +1,23 @@
-//! The one task that owns the engine. Samples, ticks, snapshot requests, connection
-//! changes and shutdown arrive through one `select!`, so there is no lock on the hot
-//! path and events leave in the order their causes arrived.
+//! The one task that owns the engine. Samples, ticks, commands, connection changes and
+//! shutdown arrive through one `select!`, so there is no lock on the hot path and events
+//! leave in the order their causes arrived. Reads never come here: the task publishes a
+//! copy for them at most every 250 ms, when one was asked for ([`crate::read`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::service;
-use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vitals_protocol::{MonitorHeartbeat, Refusal, RefusalReason, Snapshot, parse_sample, subjects};
+use vitals_protocol::{MonitorHeartbeat, Refusal, RefusalReason, Status, parse_sample, subjects};
 use vitals_runtime::{Clock, ConnEvent};
 
 use crate::engine::{Engine, Event};
-use crate::metrics::{AlertLabel, Metrics, StatusLabel};
+use crate::metrics::{AlertLabel, Metrics, ReasonLabel, StatusLabel};
 use crate::publish::{Outbound, Outbox};
-
-/// Requests the HTTP side makes of the engine's owner.
-pub enum Command {
-    Snapshot(oneshot::Sender<Snapshot>),
-}
+use crate::read;
+use crate::requests::Command;
 
 /// A sample's `ts_ms` further than this from the monitor's clock is counted as skew.
 const SKEW_MS: u64 = 5 * 60 * 1000;
@@ -40,13 +36,13 @@ pub struct Ingest {
     pub monitor_id: String,
     pub tick: Duration,
     pub started_ms: u64,
+    pub reads: read::Publisher,
 }
 
 pub struct Inputs {
     pub samples: async_nats::Subscriber,
     /// The monitor's own heartbeat subject: each echo proves the NATS path works.
     pub echo: async_nats::Subscriber,
-    pub snapshot_requests: service::endpoint::Endpoint,
     pub commands: mpsc::Receiver<Command>,
     pub conn: mpsc::UnboundedReceiver<ConnEvent>,
 }
@@ -86,7 +82,13 @@ impl Ingest {
                         self.engine.on_feed_stalled();
                     }
                     self.engine.on_tick(now, &mut out);
+                    if !out.is_empty() {
+                        self.reads.changed();
+                    }
                     self.flush(&mut out);
+                    if self.reads.wanted() {
+                        self.reads.publish(now, self.engine.snapshot(now));
+                    }
                     if heartbeat.due(now) {
                         let hb = self.heartbeat(now, &mut heartbeat);
                         self.outbox.send(Outbound::Heartbeat(hb));
@@ -105,24 +107,14 @@ impl Ingest {
                     }
                 }
                 Some(cmd) = inputs.commands.recv() => match cmd {
-                    Command::Snapshot(reply) => {
-                        let _ = reply.send(self.snapshot());
+                    Command::Retire { name, why, reply } => {
+                        let now = self.clock.now_ms();
+                        let done = self.engine.retire(&name, why, now, &mut out);
+                        self.reads.changed();
+                        self.flush(&mut out);
+                        let _ = reply.send(done);
                     }
                 },
-                Some(req) = inputs.snapshot_requests.next() => {
-                    let snapshot = self.snapshot();
-                    // Serialising and replying happen off the engine's task.
-                    tokio::spawn(async move {
-                        let body = serde_json::to_vec(&snapshot).map(Bytes::from);
-                        let reply = body.map_err(|e| service::error::Error {
-                            status: e.to_string(),
-                            code: 500,
-                        });
-                        if let Err(e) = req.respond(reply).await {
-                            tracing::warn!(error = %e, "snapshot reply failed");
-                        }
-                    });
-                }
                 msg = inputs.samples.next() => {
                     let Some(msg) = msg else {
                         tracing::error!("metrics subscription closed");
@@ -143,6 +135,7 @@ impl Ingest {
                             _ => break,
                         }
                     }
+                    self.reads.changed();
                     self.flush(&mut out);
                     self.metrics
                         .eval_seconds
@@ -164,11 +157,14 @@ impl Ingest {
             self.engine
                 .on_sample(&sample, now, out)
                 .map_err(|reason| Refusal::new(reason, refusal_detail(reason)))
-                .map(|()| sample)
+                .map(|missed| (sample, missed))
         });
         match outcome {
-            Ok(sample) => {
+            Ok((sample, missed)) => {
                 self.metrics.samples.inc();
+                if missed > 0 {
+                    self.metrics.samples_missed.inc_by(missed);
+                }
                 if sample.ts_ms.abs_diff(now) > SKEW_MS {
                     self.metrics.clock_skew.inc();
                 }
@@ -185,6 +181,21 @@ impl Ingest {
             match &event {
                 Event::Status(c) => {
                     tracing::info!(service = %c.service, status = %c.status, previous = %c.previous, reasons = ?c.reasons, "status changed");
+                    if c.status == Status::Retired {
+                        let reason = if c
+                            .reasons
+                            .iter()
+                            .any(|r| r == crate::requests::RETIRED_ON_REQUEST)
+                        {
+                            "request"
+                        } else {
+                            "down_too_long"
+                        };
+                        self.metrics
+                            .retired
+                            .get_or_create(&ReasonLabel { reason })
+                            .inc();
+                    }
                     self.metrics
                         .transitions
                         .get_or_create(&StatusLabel {
@@ -206,27 +217,11 @@ impl Ingest {
                         })
                         .inc();
                 }
-                Event::Summary(_) | Event::Stored(_) => {}
+                Event::Summary(_) | Event::Stored(_) | Event::Forget(_) => {}
             }
             self.outbox.send(Outbound::Event(event));
         }
         self.metrics.services.set(self.engine.len() as i64);
-    }
-
-    fn snapshot(&mut self) -> Snapshot {
-        self.metrics.snapshot_requests.inc();
-        let now = self.clock.now_ms();
-        let services = self.engine.snapshot(now);
-        Snapshot {
-            monitor_id: self.monitor_id.clone(),
-            at_ms: now,
-            version: 0,
-            page: 0,
-            pages: 1,
-            total: services.len() as u64,
-            next_after: None,
-            services,
-        }
     }
 
     fn heartbeat(&self, now: u64, clock: &mut HeartbeatClock) -> MonitorHeartbeat {
@@ -246,6 +241,7 @@ impl Ingest {
             refused_total: refusals.values().sum(),
             refusals,
             slow_consumer_drops: self.metrics.slow_consumer_drops.get(),
+            samples_missed: self.metrics.samples_missed.get(),
             publish_drops: self.metrics.publish_drops.get(),
             in_grace: self.engine.in_grace(now),
         }
@@ -296,6 +292,9 @@ fn refusal_detail(reason: RefusalReason) -> &'static str {
     match reason {
         RefusalReason::Duplicate => "seq at or below one already seen from this instance",
         RefusalReason::ServiceCap => "service cap reached; new service not tracked",
+        RefusalReason::InstanceCap => {
+            "instance cap reached for this service; new instance not tracked"
+        }
         _ => "refused",
     }
 }

@@ -10,30 +10,31 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod publish;
+pub mod read;
 pub mod reconcile;
+pub mod requests;
 pub mod rules;
 pub mod store;
 pub mod window;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::service::ServiceExt;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use vitals_protocol::subjects;
-use vitals_runtime::Clock;
+use vitals_runtime::{Clock, RECONNECT_BACKOFF};
 
 pub use config::Config;
 
 use crate::engine::Engine;
 use crate::ingest::{Ingest, Inputs};
 use crate::metrics::Metrics;
+use crate::requests::Handlers;
 
 /// Alert events read back from HEALTH_EVENTS on start to reconcile with the KV state.
 const RECONCILE_ALERTS: u64 = 10_000;
@@ -52,31 +53,25 @@ pub async fn run(
     let clock = Clock::new();
     let started_ms = clock.now_ms();
     let metrics = Arc::new(Metrics::new());
-    let cancel = CancellationToken::new();
+    let cancel = vitals_runtime::cancel_on(shutdown);
     let tracker = TaskTracker::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown.await;
-            cancel.cancel();
-        }
-    });
 
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let http_state = Arc::new(http::HttpState {
         metrics: metrics.clone(),
-        commands: commands_tx,
-        ready: false.into(),
+        handlers: Default::default(),
+        operator_token: config.operator_token.clone(),
+        allowed_origins: config.allowed_origins.clone(),
     });
     let app = http::router(http_state.clone());
     let http_cancel = cancel.clone();
-    let server = tokio::spawn(async move {
+    let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(http_cancel.cancelled_owned())
             .await
     });
 
-    let pending_limit = config.pending_limit;
+    let pending_limit = config.pending_limit as usize;
     let (client, conn_rx) = config
         .nats
         .connect(SERVICE_NAME, |o| o.subscription_capacity(pending_limit))
@@ -96,11 +91,13 @@ pub async fn run(
         .subscribe(subjects::HEARTBEAT)
         .await
         .context("subscribing to the heartbeat echo")?;
-    let Some(kv) = retry_until_cancelled(&cancel, "setting up JetStream", || {
-        store::ensure(&js, &limits)
-    })
-    .await
-    else {
+    let setup = vitals_runtime::retry_until_cancelled(
+        &cancel,
+        "setting up JetStream",
+        RECONNECT_BACKOFF,
+        || store::ensure(&js, &limits),
+    );
+    let Some(kv) = setup.await else {
         return finish(client, server, tracker).await;
     };
     let mut restored = match store::load(&kv).await {
@@ -112,7 +109,7 @@ pub async fn run(
     };
     let service = client
         .service_builder()
-        .description("Vitals health monitor; health.snapshot returns the current state")
+        .description("Vitals health monitor; health.snapshot returns the current state (paged)")
         .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| anyhow::anyhow!("registering the service API: {e}"))?;
@@ -122,6 +119,12 @@ pub async fn run(
         .add(subjects::SNAPSHOT)
         .await
         .map_err(|e| anyhow::anyhow!("adding the snapshot endpoint: {e}"))?;
+    let retire_requests = service
+        .endpoint_builder()
+        .name("retire")
+        .add(subjects::RETIRE)
+        .await
+        .map_err(|e| anyhow::anyhow!("adding the retire endpoint: {e}"))?;
 
     let repairs = match store::recent_alerts(&js, RECONCILE_ALERTS).await {
         Ok((history, from_ms)) => {
@@ -145,7 +148,7 @@ pub async fn run(
     );
 
     let kv_writes = Arc::new(store::PendingWrites::default());
-    let (outbox, outbox_rx) = publish::Outbox::new(config.publish_queue, metrics.clone());
+    let (outbox, outbox_rx) = publish::Outbox::new(config.publish_queue as usize, metrics.clone());
     tracker.spawn(publish::run_publisher(
         client.clone(),
         outbox_rx,
@@ -163,31 +166,66 @@ pub async fn run(
         tracing::warn!(id = %event.id, state = ?event.state, "repairing the alert history after a restart");
         outbox.send(publish::Outbound::Event(engine::Event::Alert(event)));
     }
+    let monitor_id = config.monitor_id();
+    let (mut read_publisher, reads) = read::channel(monitor_id.as_str().into());
+    read_publisher.publish(clock.now_ms(), engine.snapshot(clock.now_ms()));
+    let handlers = Arc::new(Handlers {
+        client: client.clone(),
+        reads,
+        slots: Arc::new(Semaphore::new(config.max_snapshot_replies as usize)),
+        commands: commands_tx,
+        metrics: metrics.clone(),
+    });
+    tracker.spawn(handlers.clone().serve_snapshots(
+        snapshot_requests,
+        tracker.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(
+        handlers
+            .clone()
+            .serve_retire(retire_requests, tracker.clone(), cancel.clone()),
+    );
     let ingest = Ingest {
         engine,
         feed_stall: Duration::from_millis(config.feed_stall_ms),
         clock,
         metrics: metrics.clone(),
         outbox,
-        monitor_id: config.monitor_id(),
+        monitor_id: monitor_id.clone(),
         tick: Duration::from_millis(config.tick_ms),
         started_ms,
+        reads: read_publisher,
     };
     let inputs = Inputs {
         samples,
         echo,
-        snapshot_requests,
         commands: commands_rx,
         conn: conn_rx,
     };
-    http_state.ready.store(true, Ordering::Relaxed);
-    tracing::info!(monitor_id = %config.monitor_id(), "monitor running");
+    let _ = http_state.handlers.set(handlers);
+    tracing::info!(%monitor_id, "monitor running");
     // Owns the engine until shutdown; dropping it closes the outbox, which lets the
-    // publisher drain what is queued and finish.
-    ingest.run(inputs, cancel.clone()).await;
+    // publisher drain what is queued and finish. An HTTP server that dies stops the
+    // monitor with an error: a monitor nobody can check is not left running.
+    let http_died = tokio::select! {
+        () = ingest.run(inputs, cancel.clone()) => None,
+        ended = &mut server => Some(ended),
+    };
     cancel.cancel();
     if let Err(e) = service.stop().await {
         tracing::debug!(error = %e, "stopping service API");
+    }
+    if let Some(ended) = http_died {
+        metrics.http_server_failures.inc();
+        let why = match ended {
+            Ok(Ok(())) => "it stopped".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(error = %why, "the HTTP server died; stopping");
+        let _ = finish(client, tokio::spawn(async { Ok(()) }), tracker).await;
+        anyhow::bail!("HTTP server died: {why}");
     }
     finish(client, server, tracker).await
 }
@@ -207,31 +245,5 @@ async fn finish(client: async_nats::Client, server: Server, tracker: TaskTracker
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Err(e))) => Err(e).context("HTTP server"),
         _ => Ok(()),
-    }
-}
-
-async fn retry_until_cancelled<T, F, Fut>(
-    cancel: &CancellationToken,
-    what: &str,
-    mut f: F,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let mut delay = Duration::from_millis(100);
-    loop {
-        tokio::select! {
-            r = f() => match r {
-                Ok(v) => return Some(v),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "{what} failed; retrying"),
-            },
-            () = cancel.cancelled() => return None,
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return None,
-        }
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }

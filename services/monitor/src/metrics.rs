@@ -43,6 +43,20 @@ pub struct Metrics {
     pub nats_connected: Gauge,
     pub reconnects: Counter,
     pub snapshot_requests: Counter,
+    pub snapshot_refusals: Family<ReasonLabel, Counter>,
+    pub http_refusals: Family<ReasonLabel, Counter>,
+    /// Replies (snapshot, retire) that could not be sent.
+    pub reply_errors: Counter,
+    /// A request endpoint's subscription ended while the monitor ran.
+    pub request_endpoint_closed: Counter,
+    /// Samples an instance skipped (gaps in its `seq`): lost anywhere on the way.
+    pub samples_missed: Counter,
+    pub retired: Family<ReasonLabel, Counter>,
+    /// Events that could not be serialised (a bug, never expected).
+    pub encode_errors: Counter,
+    /// State writes still pending when the monitor stopped (lost).
+    pub kv_unflushed: Counter,
+    pub http_server_failures: Counter,
     /// Time to judge one sample (parse, validate, evaluate), seconds: one observation per
     /// batch of samples taken from the subscription, the batch's average.
     pub eval_seconds: Histogram,
@@ -65,6 +79,15 @@ impl Metrics {
             nats_connected: Gauge::default(),
             reconnects: Counter::default(),
             snapshot_requests: Counter::default(),
+            snapshot_refusals: Family::default(),
+            http_refusals: Family::default(),
+            reply_errors: Counter::default(),
+            request_endpoint_closed: Counter::default(),
+            samples_missed: Counter::default(),
+            retired: Family::default(),
+            encode_errors: Counter::default(),
+            kv_unflushed: Counter::default(),
+            http_server_failures: Counter::default(),
             eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 12)),
             registry: Registry::default(),
         };
@@ -96,7 +119,7 @@ impl Metrics {
         );
         registry.register(
             "slow_consumer_drops",
-            "Messages the NATS client dropped because the monitor read too slowly",
+            "Slow-consumer events from the NATS client (a lower bound of messages dropped; see samples_missed)",
             m.slow_consumer_drops.clone(),
         );
         registry.register(
@@ -145,6 +168,56 @@ impl Metrics {
             "Snapshot requests served",
             m.snapshot_requests.clone(),
         );
+        for reason in ["busy", "no_such_page", "error", "bad_request"] {
+            let _ = m.snapshot_refusals.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in ["token", "no_operator_token"] {
+            let _ = m.http_refusals.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in ["down_too_long", "request"] {
+            let _ = m.retired.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "snapshot_refusals",
+            "Snapshot requests answered with an error, by reason",
+            m.snapshot_refusals.clone(),
+        );
+        registry.register(
+            "http_refusals",
+            "HTTP requests refused, by reason",
+            m.http_refusals.clone(),
+        );
+        registry.register(
+            "reply_errors",
+            "Request replies that could not be sent",
+            m.reply_errors.clone(),
+        );
+        registry.register(
+            "request_endpoint_closed",
+            "Request endpoints whose subscription ended",
+            m.request_endpoint_closed.clone(),
+        );
+        registry.register(
+            "samples_missed",
+            "Samples an instance skipped (gaps in its seq), lost anywhere on the way",
+            m.samples_missed.clone(),
+        );
+        registry.register("retired", "Services retired, by why", m.retired.clone());
+        registry.register(
+            "encode_errors",
+            "Events that could not be serialised",
+            m.encode_errors.clone(),
+        );
+        registry.register(
+            "kv_unflushed",
+            "State writes still pending (lost) when the monitor stopped",
+            m.kv_unflushed.clone(),
+        );
+        registry.register(
+            "http_server_failures",
+            "Times the HTTP server died (the monitor then stops)",
+            m.http_server_failures.clone(),
+        );
         registry.register(
             "eval_seconds",
             "Time to judge one sample",
@@ -158,6 +231,18 @@ impl Metrics {
             .get_or_create(&ReasonLabel {
                 reason: reason.as_str(),
             })
+            .inc();
+    }
+
+    pub fn snapshot_refused(&self, reason: &'static str) {
+        self.snapshot_refusals
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn http_refused(&self, reason: &'static str) {
+        self.http_refusals
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -57,13 +57,24 @@ pub async fn run_publisher(
                 (subjects::summary(&s.service), serde_json::to_vec(s))
             }
             Outbound::Event(Event::Stored(state)) => {
-                kv_writes.put(state);
+                if let Err(e) = kv_writes.put(state) {
+                    metrics.encode_errors.inc();
+                    tracing::error!(service = %state.service, error = %e, "cannot encode a state for KV");
+                }
+                continue;
+            }
+            Outbound::Event(Event::Forget(name)) => {
+                kv_writes.delete(name.as_str());
                 continue;
             }
         };
-        let Ok(payload) = payload else {
-            metrics.publish_errors.inc();
-            continue;
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                metrics.encode_errors.inc();
+                tracing::error!(subject, error = %e, "cannot encode an event");
+                continue;
+            }
         };
         if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
             metrics.publish_errors.inc();

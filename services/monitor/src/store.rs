@@ -82,41 +82,55 @@ pub async fn recent_alerts(js: &jetstream::Context, count: u64) -> Result<(Vec<A
 /// Every stored state (see [`vitals_runtime::load_service_states`]).
 pub use vitals_runtime::load_service_states as load;
 
+/// A state to write, or `None`: delete the key (a retired service).
+type Write = Option<Bytes>;
+
 /// Latest state per service waiting to be written. Writes coalesce: if a service changes
-/// twice before the writer gets to it, only the newer state is written.
+/// twice before the writer gets to it, only the newer state (or the delete) is written.
 #[derive(Default)]
 pub struct PendingWrites {
-    map: Mutex<HashMap<String, Bytes>>,
+    map: Mutex<HashMap<String, Write>>,
     notify: Notify,
 }
 
 impl PendingWrites {
-    pub fn put(&self, state: &ServiceState) {
-        let Ok(bytes) = serde_json::to_vec(state) else {
-            return;
-        };
+    pub fn put(&self, state: &ServiceState) -> serde_json::Result<()> {
+        let bytes = serde_json::to_vec(state)?;
+        self.set(state.service.to_string(), Some(Bytes::from(bytes)));
+        Ok(())
+    }
+
+    pub fn delete(&self, service: &str) {
+        self.set(service.to_owned(), None);
+    }
+
+    fn set(&self, key: String, write: Write) {
         if let Ok(mut map) = self.map.lock() {
-            map.insert(state.service.to_string(), Bytes::from(bytes));
+            map.insert(key, write);
         }
         self.notify.notify_one();
     }
 
-    fn take(&self) -> HashMap<String, Bytes> {
+    fn take(&self) -> HashMap<String, Write> {
         self.map
             .lock()
             .map(|mut m| std::mem::take(&mut *m))
             .unwrap_or_default()
     }
 
-    /// Puts a failed write back unless a newer state arrived meanwhile.
-    fn retry(&self, key: String, value: Bytes) {
+    /// Puts a failed write back unless a newer one arrived meanwhile.
+    fn retry(&self, key: String, write: Write) {
         if let Ok(mut map) = self.map.lock() {
-            map.entry(key).or_insert(value);
+            map.entry(key).or_insert(write);
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.map.lock().map(|m| m.is_empty()).unwrap_or(true)
+        self.len() == 0
     }
 }
 
@@ -140,22 +154,43 @@ pub async fn run_writer(
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), write_all(&kv, &pending, &metrics)).await;
+    let last =
+        tokio::time::timeout(Duration::from_secs(2), write_all(&kv, &pending, &metrics)).await;
+    let left = pending.len();
+    match last {
+        Ok(true) if left == 0 => tracing::debug!("state written to KV"),
+        _ => {
+            metrics.kv_unflushed.inc_by(left as u64);
+            tracing::error!(
+                unwritten = left,
+                "could not write every state to KV before stopping; the next monitor reconciles from the event history"
+            );
+        }
+    }
 }
 
 /// Writes in parallel (a burst of new services must not wait on one round trip each).
 /// Returns false if any write failed (those are kept for a retry).
 async fn write_all(kv: &kv::Store, pending: &PendingWrites, metrics: &Metrics) -> bool {
-    let results: Vec<(String, Bytes, Option<String>)> = futures::stream::iter(pending.take())
-        .map(|(key, value)| async move {
-            let outcome =
-                tokio::time::timeout(Duration::from_secs(2), kv.put(&key, value.clone())).await;
+    let results: Vec<(String, Write, Option<String>)> = futures::stream::iter(pending.take())
+        .map(|(key, write)| async move {
+            let outcome = tokio::time::timeout(Duration::from_secs(2), async {
+                match &write {
+                    Some(value) => kv
+                        .put(&key, value.clone())
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    None => kv.delete(&key).await.map_err(|e| e.to_string()),
+                }
+            })
+            .await;
             let error = match outcome {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
                 Err(_) => Some("timed out".to_owned()),
             };
-            (key, value, error)
+            (key, write, error)
         })
         .buffer_unordered(PARALLEL_WRITES)
         .collect()

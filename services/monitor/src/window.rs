@@ -2,6 +2,12 @@
 
 use std::collections::VecDeque;
 
+/// Down time is kept per bucket of this fraction of the window (at least [`MIN_BUCKET_MS`]),
+/// so a service that flaps any number of times holds a bounded amount of memory; uptime
+/// is exact but for the one bucket the window's start cuts (counted pro rata).
+const BUCKETS_PER_WINDOW: u64 = 120;
+const MIN_BUCKET_MS: u64 = 250;
+
 /// One accepted sample, stored compactly (f32 is plenty for percentages and ms).
 #[derive(Debug, Clone, Copy)]
 struct Point {
@@ -10,14 +16,15 @@ struct Point {
 }
 
 /// The last `span_ms` of samples (at most `max_points`, so a fast sender cannot grow it
-/// without bound), plus the service's down periods for uptime.
+/// without bound), plus the service's down time for uptime.
 #[derive(Debug, Clone)]
 pub struct Window {
     span_ms: u64,
     max_points: usize,
     points: VecDeque<Point>,
-    /// Closed down periods (start, end) that still overlap the window.
-    down_periods: VecDeque<(u64, u64)>,
+    /// Down time of closed periods, per bucket: (bucket start, ms down in it), oldest first.
+    down_buckets: VecDeque<(u64, u64)>,
+    bucket_ms: u64,
     down_since: Option<u64>,
     /// When the monitor started watching this service (uptime is over what it saw).
     watched_since_ms: u64,
@@ -29,7 +36,8 @@ impl Window {
             span_ms,
             max_points,
             points: VecDeque::new(),
-            down_periods: VecDeque::new(),
+            down_buckets: VecDeque::new(),
+            bucket_ms: (span_ms / BUCKETS_PER_WINDOW).max(MIN_BUCKET_MS),
             down_since: None,
             watched_since_ms: now_ms,
         }
@@ -64,12 +72,13 @@ impl Window {
         while self.points.front().is_some_and(|p| p.at_ms < start) {
             self.points.pop_front();
         }
+        let b = self.bucket_ms;
         while self
-            .down_periods
+            .down_buckets
             .front()
-            .is_some_and(|&(_, end)| end < start)
+            .is_some_and(|&(bucket, _)| bucket + b <= start)
         {
-            self.down_periods.pop_front();
+            self.down_buckets.pop_front();
         }
     }
 
@@ -136,7 +145,23 @@ impl Window {
 
     pub fn mark_up(&mut self, now_ms: u64) {
         if let Some(start) = self.down_since.take() {
-            self.down_periods.push_back((start, now_ms));
+            self.add_down(start, now_ms);
+        }
+    }
+
+    /// Adds the closed down period [from, to) to the per-bucket down times (only the part
+    /// inside the window matters, so a long outage touches at most one window of buckets).
+    fn add_down(&mut self, from: u64, to: u64) {
+        let b = self.bucket_ms;
+        let mut t = from.max(to.saturating_sub(self.span_ms));
+        while t < to {
+            let bucket = t / b * b;
+            let end = (bucket + b).min(to);
+            match self.down_buckets.back_mut() {
+                Some((start, ms)) if *start == bucket => *ms += end - t,
+                _ => self.down_buckets.push_back((bucket, end - t)),
+            }
+            t = end;
         }
     }
 
@@ -153,14 +178,15 @@ impl Window {
                 100.0
             };
         }
-        let overlap = |a: u64, b: u64| b.min(now_ms).saturating_sub(a.max(start));
-        let down: u64 = self
-            .down_periods
+        let b = self.bucket_ms;
+        let overlap = |from: u64, to: u64| to.min(now_ms).saturating_sub(from.max(start));
+        let closed: f64 = self
+            .down_buckets
             .iter()
-            .map(|&(a, b)| overlap(a, b))
-            .sum::<u64>()
-            + self.down_since.map_or(0, |a| overlap(a, now_ms));
-        100.0 * (1.0 - down.min(span) as f64 / span as f64)
+            .map(|&(bucket, ms)| ms as f64 * overlap(bucket, bucket + b) as f64 / b as f64)
+            .sum();
+        let open = self.down_since.map_or(0, |a| overlap(a, now_ms)) as f64;
+        100.0 * (1.0 - ((closed + open) / span as f64).min(1.0))
     }
 }
 
@@ -259,6 +285,27 @@ mod tests {
         assert_eq!(w.uptime_pct(21_000), 90.0);
         w.evict(30_000);
         assert_eq!(w.uptime_pct(30_000), 100.0);
+    }
+
+    #[test]
+    fn flapping_keeps_the_down_periods_bounded_and_uptime_close() {
+        let mut w = Window::new(60_000, 600, 0);
+        // 1000 cycles inside the window: 10 ms down, 40 ms up (80 % up).
+        for i in 0..1000u64 {
+            w.mark_down(i * 50);
+            w.mark_up(i * 50 + 10);
+        }
+        assert!(w.down_buckets.len() <= BUCKETS_PER_WINDOW as usize + 1);
+        assert!((w.uptime_pct(50_000) - 80.0).abs() < 1e-9);
+        // Another window of flapping later: still bounded, still exact where whole
+        // buckets are inside the window.
+        for i in 0..10_000u64 {
+            w.mark_down(100_000 + i * 6);
+            w.mark_up(100_000 + i * 6 + 3);
+        }
+        w.evict(160_000);
+        assert!(w.down_buckets.len() <= BUCKETS_PER_WINDOW as usize + 1);
+        assert!((w.uptime_pct(160_000) - 50.0).abs() < 1e-9);
     }
 
     #[test]

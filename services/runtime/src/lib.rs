@@ -38,6 +38,77 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A token cancelled when `shutdown` completes: the one bridge from a shutdown future to
+/// the tasks that watch a [`tokio_util::sync::CancellationToken`].
+pub fn cancel_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        t.cancel();
+    });
+    token
+}
+
+/// Exponential backoff with jitter: `base` doubling per attempt up to `max`, plus up to a
+/// quarter of that at random, so many clients retrying do not retry in step.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (1 = the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doubled = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let d = doubled.min(self.max);
+        let quarter = d.as_nanos() as u64 / 4;
+        let jitter = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |t| u64::from(t.subsec_nanos()) % (quarter + 1));
+        d + Duration::from_nanos(jitter)
+    }
+}
+
+/// Runs `f` until it succeeds, waiting a [`Backoff`] between failures (each logged), or
+/// until `cancel`: then None.
+pub async fn retry_until_cancelled<T, F, Fut>(
+    cancel: &tokio_util::sync::CancellationToken,
+    what: &str,
+    backoff: Backoff,
+    mut f: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        tokio::select! {
+            r = f() => match r {
+                Ok(v) => return Some(v),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), attempt, "{what} failed; retrying"),
+            },
+            () = cancel.cancelled() => return None,
+        }
+        attempt += 1;
+        tokio::select! {
+            () = tokio::time::sleep(backoff.delay(attempt)) => {}
+            () = cancel.cancelled() => return None,
+        }
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info,async_nats=warn`: the client
 /// repeats at info what the services already log about their connection); colour only
 /// on a terminal. An empty `RUST_LOG` (e.g. `RUST_LOG=` in compose) means the default.
@@ -172,17 +243,18 @@ pub async fn connect_nats(
     Ok((client, rx))
 }
 
-/// The first attempt at once; then 50 ms, doubling to at most 1 s, with jitter so many
-/// clients do not reconnect in step.
+/// How every part reconnects to NATS and retries its setup: 50 ms doubling to 1 s.
+pub const RECONNECT_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    max: Duration::from_secs(1),
+};
+
+/// The first attempt at once; then [`RECONNECT_BACKOFF`].
 fn reconnect_delay(attempts: usize) -> Duration {
     if attempts <= 1 {
         return Duration::ZERO;
     }
-    let base = 50u64.saturating_mul(1 << (attempts - 2).min(5)).min(1_000);
-    let jitter = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()) % (base / 4 + 1));
-    Duration::from_millis(base + jitter)
+    RECONNECT_BACKOFF.delay(u32::try_from(attempts - 1).unwrap_or(u32::MAX))
 }
 
 /// The `health_status` KV bucket's current values, one per service. Entries that do not
@@ -334,6 +406,59 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        for (attempt, floor) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (5, 1600),
+            (6, 2000),
+            (99, 2000),
+        ] {
+            let d = b.delay(attempt);
+            let floor = Duration::from_millis(floor);
+            assert!(d >= floor && d <= floor + floor / 4, "{attempt}: {d:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_stops_on_success_or_cancel() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut calls = 0;
+        let got = retry_until_cancelled(&cancel, "test", RECONNECT_BACKOFF, || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    anyhow::bail!("not yet")
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(got, Some(3));
+        cancel.cancel();
+        let never = retry_until_cancelled(&cancel, "test", RECONNECT_BACKOFF, || async {
+            anyhow::bail!("down")
+        })
+        .await;
+        assert_eq!(never, None::<()>);
+    }
+
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -404,20 +404,85 @@ fn duplicates_and_replays_are_refused_without_effect() {
         e.on_sample(&sample("auth", 3), 20, &mut out),
         Err(RefusalReason::Duplicate)
     );
-    e.on_sample(&sample("auth", 6), 30, &mut out).unwrap();
-    // seq 0 from the same instance id: a restart, accepted.
-    e.on_sample(&sample("auth", 0), 40, &mut out).unwrap();
-    // Another instance has its own sequence.
+    assert_eq!(e.on_sample(&sample("auth", 6), 30, &mut out), Ok(0));
+    // seq 0 from a known instance id is a replay, not evidence of a restart.
+    assert_eq!(
+        e.on_sample(&sample("auth", 0), 40, &mut out),
+        Err(RefusalReason::Duplicate)
+    );
+    // A restart is a new instance id; each instance has its own sequence.
     let other = MetricSample {
         instance: "auth-2".into(),
-        ..sample("auth", 1)
+        ..sample("auth", 0)
     };
     e.on_sample(&other, 50, &mut out).unwrap();
+    // A gap is counted as missed samples.
+    assert_eq!(e.on_sample(&sample("auth", 10), 55, &mut out), Ok(3));
     let snap = e.snapshot(60);
     assert_eq!(
         snap[0].figures.samples, 4,
         "refused samples never enter the window"
     );
+}
+
+/// A replayed `seq: 0` twice cannot bring a DOWN service back: recovery needs samples
+/// the monitor has not seen.
+#[test]
+fn a_replayed_first_sample_does_not_recover_a_down_service() {
+    let mut e = engine();
+    run_healthy(&mut e, &["auth"], 0, 0, 5_000);
+    let mut down = tick_until(&mut e, 5_000, 12_000);
+    assert!(statuses(&down).contains(&(Status::Healthy, Status::Down)));
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(
+            e.on_sample(&sample("auth", 0), 12_500, &mut out),
+            Err(RefusalReason::Duplicate)
+        );
+    }
+    down.extend(out);
+    assert_eq!(e.status_of("auth"), Some(Status::Down));
+}
+
+#[test]
+fn many_replicas_are_each_tracked_up_to_the_cap() {
+    let cfg = EngineConfig {
+        max_instances: 8,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, 0);
+    let mut out = Vec::new();
+    let replica = |i: usize, seq: u64| MetricSample {
+        instance: format!("auth-{i}"),
+        ..sample("auth", seq)
+    };
+    for seq in 0..3 {
+        for i in 0..8 {
+            e.on_sample(&replica(i, seq), seq * 100, &mut out).unwrap();
+        }
+    }
+    // Every replica's replay is refused, however many there are.
+    for i in 0..8 {
+        assert_eq!(
+            e.on_sample(&replica(i, 1), 400, &mut out),
+            Err(RefusalReason::Duplicate)
+        );
+    }
+    // A ninth while all eight are live: refused and counted, not evicting anyone.
+    assert_eq!(
+        e.on_sample(&replica(8, 0), 500, &mut out),
+        Err(RefusalReason::InstanceCap)
+    );
+    assert_eq!(
+        e.on_sample(&replica(0, 1), 600, &mut out),
+        Err(RefusalReason::Duplicate)
+    );
+    // Once a replica has been silent for a window, a new one takes its place.
+    let later = 500 + EngineConfig::default().window_ms + 1;
+    for i in 1..8 {
+        e.on_sample(&replica(i, 3), later - 1, &mut out).unwrap();
+    }
+    e.on_sample(&replica(8, 0), later + 300, &mut out).unwrap();
 }
 
 #[test]
@@ -631,4 +696,143 @@ proptest! {
         prop_assert!(chain.windows(2).all(|w| w[0].1 == w[1].0));
         prop_assert!(chain.iter().all(|(a, b)| a != b));
     }
+}
+
+fn retire_config(retire_after_ms: u64, max_services: usize) -> EngineConfig {
+    EngineConfig {
+        retire_after_ms,
+        max_services,
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn a_service_down_for_the_retire_period_is_retired_once_and_frees_its_slot() {
+    let mut e = Engine::new(retire_config(60_000, 2), 0);
+    run_healthy(&mut e, &["old", "live"], 0, 0, 5_000);
+    // `old` goes silent; `live` keeps sending.
+    let mut events = Vec::new();
+    let mut seq = 5;
+    let mut now = 5_000;
+    while now <= 80_000 {
+        if now % 1000 == 0 {
+            events.extend(feed(&mut e, &sample("live", seq), now));
+            seq += 1;
+        }
+        events.extend(tick(&mut e, now));
+        now += 250;
+    }
+    let down_at = events
+        .iter()
+        .find_map(|ev| match ev {
+            Event::Status(c) if c.status == Status::Down => Some(c.at_ms),
+            _ => None,
+        })
+        .expect("old went DOWN");
+    let retired: Vec<&StatusChange> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Status(c) if c.status == Status::Retired => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retired.len(), 1, "retired exactly once");
+    assert_eq!(retired[0].service.as_str(), "old");
+    assert_eq!(retired[0].previous, Status::Down);
+    assert!(retired[0].at_ms >= down_at + 60_000 && retired[0].at_ms < down_at + 60_250);
+    assert_eq!(
+        retired[0].reasons,
+        vec!["retired: DOWN for 60 s".to_owned()]
+    );
+    let resolves: Vec<&AlertEvent> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Alert(a) if a.state == AlertState::Resolved => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resolves.len(), 1);
+    assert_eq!(resolves[0].alert, AlertName::ServiceDown);
+    assert_eq!(resolves[0].reason.as_deref(), Some(REASON_RETIRED));
+    assert!(
+        events
+            .iter()
+            .any(|ev| matches!(ev, Event::Forget(n) if n.as_str() == "old"))
+    );
+    assert_eq!(e.status_of("old"), None);
+    assert_eq!(
+        e.status_of("live"),
+        Some(Status::Healthy),
+        "live is never retired"
+    );
+    // The slot is free: a new service fits under the cap of 2.
+    let mut out = Vec::new();
+    e.on_sample(&sample("new", 0), 80_500, &mut out).unwrap();
+    // And the retired one, publishing again, is simply new.
+    let back = MetricSample {
+        instance: "old-2".into(),
+        ..sample("old", 0)
+    };
+    assert_eq!(
+        e.on_sample(&back, 80_600, &mut out),
+        Err(RefusalReason::ServiceCap),
+        "the cap still holds"
+    );
+}
+
+#[test]
+fn retire_on_request_resolves_every_firing_alert_and_a_retired_service_comes_back_as_new() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for seq in 0..4 {
+        let hot = MetricSample {
+            cpu_pct: 99.0,
+            ..sample("auth", seq)
+        };
+        e.on_sample(&hot, seq * 1000, &mut out).unwrap();
+    }
+    assert_eq!(e.status_of("auth"), Some(Status::Degraded));
+    let name = ServiceName::parse("auth").unwrap();
+    let mut events = Vec::new();
+    let done = e
+        .retire(&name, "retired by operator".into(), 5_000, &mut events)
+        .unwrap();
+    assert_eq!(done.previous, Status::Degraded);
+    assert_eq!(done.resolved.len(), 1);
+    assert_eq!(
+        alerts(&events),
+        vec![(AlertName::HighCpu, AlertState::Resolved)]
+    );
+    assert_eq!(statuses(&events), vec![(Status::Degraded, Status::Retired)]);
+    assert!(
+        e.retire(&name, "again".into(), 5_100, &mut events)
+            .is_none()
+    );
+    let back = MetricSample {
+        instance: "auth-2".into(),
+        ..sample("auth", 0)
+    };
+    let out = feed(&mut e, &back, 6_000);
+    assert_eq!(statuses(&out), vec![(Status::Unknown, Status::Healthy)]);
+}
+
+#[test]
+fn a_state_restored_down_since_long_ago_is_retired_and_zero_never_retires() {
+    let long_down = |e: &mut Engine| {
+        let mut out = Vec::new();
+        run_healthy(e, &["gone"], 0, 0, 2_000);
+        out.extend(tick_until(e, 2_000, 10_000));
+        let states = e.snapshot(10_000);
+        assert_eq!(states[0].status, Status::Down);
+        states
+    };
+    let states = long_down(&mut engine());
+    let mut e = Engine::new(retire_config(86_400_000, 100), 90_000_000);
+    e.restore(states.clone(), 90_000_000);
+    let events = tick(&mut e, 90_000_250);
+    assert_eq!(statuses(&events), vec![(Status::Down, Status::Retired)]);
+    let mut never = Engine::new(retire_config(0, 100), 90_000_000);
+    never.restore(states, 90_000_000);
+    assert!(statuses(&tick(&mut never, 90_000_250)).is_empty());
+    assert_eq!(never.status_of("gone"), Some(Status::Down));
 }
