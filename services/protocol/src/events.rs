@@ -148,8 +148,13 @@ pub struct MonitorHeartbeat {
     pub samples_per_s: f64,
     pub refused_total: u64,
     pub refusals: BTreeMap<String, u64>,
-    /// Messages the NATS client dropped because the monitor read too slowly.
+    /// Slow-consumer events from the NATS client: a lower bound of the messages it dropped
+    /// because the monitor read too slowly (under overload the event queue drops too).
     pub slow_consumer_drops: u64,
+    /// Samples an instance skipped (gaps in its `seq`): lost anywhere between the publisher
+    /// and the monitor. Exact for publishers that count by one.
+    #[serde(default)]
+    pub samples_missed: u64,
     /// Outbound events dropped because the publish queue was full (e.g. during an outage).
     pub publish_drops: u64,
     /// True while the monitor does not judge silence (just started or just reconnected).

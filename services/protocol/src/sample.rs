@@ -61,10 +61,13 @@ pub enum RefusalReason {
     Duplicate,
     /// A new service when the monitor already tracks its maximum.
     ServiceCap,
+    /// A new instance of a service that already has the most instances tracked at once
+    /// (none of them silent long enough to be forgotten).
+    InstanceCap,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 12] = [
+    pub const ALL: [RefusalReason; 13] = [
         Self::Empty,
         Self::TooLarge,
         Self::InvalidJson,
@@ -77,6 +80,7 @@ impl RefusalReason {
         Self::BadHealthUrl,
         Self::Duplicate,
         Self::ServiceCap,
+        Self::InstanceCap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +97,7 @@ impl RefusalReason {
             Self::BadHealthUrl => "bad_health_url",
             Self::Duplicate => "duplicate",
             Self::ServiceCap => "service_cap",
+            Self::InstanceCap => "instance_cap",
         }
     }
 }
