@@ -155,8 +155,16 @@ export type MonitorHeartbeat = {
   samples_per_s: number;
   refused_total: number;
   refusals: { [key in string]: number };
-  /** Messages the NATS client dropped because the monitor read too slowly. */
+  /**
+   * Slow-consumer events from the NATS client: a lower bound of the messages it dropped
+   * because the monitor read too slowly (under overload the event queue drops too).
+   */
   slow_consumer_drops: number;
+  /**
+   * Samples an instance skipped (gaps in its `seq`): lost anywhere between the publisher
+   * and the monitor. Exact for publishers that count by one.
+   */
+  samples_missed: number;
   /** Outbound events dropped because the publish queue was full (e.g. during an outage). */
   publish_drops: number;
   /** True while the monitor does not judge silence (just started or just reconnected). */
