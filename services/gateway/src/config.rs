@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// The dashboard's origins (vite on 5173, or served by the gateway itself on 8080).
@@ -30,32 +31,55 @@ pub struct Config {
     /// When set, `/ws` and `/api/*` need `Authorization: Bearer TOKEN` or `?token=TOKEN`.
     #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Needed as `Authorization: Bearer TOKEN` by `DELETE /api/services/NAME` (retire a
+    /// service). Without it, that endpoint always answers 401.
+    #[arg(long, env = "VITALS_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
     /// Serve the built dashboard from this directory (index.html for unknown paths).
     #[arg(long, env = "GATEWAY_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
     /// Most WebSocket clients at once; more are refused with 503 (counted).
-    #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 10_000)]
+    #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 10_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_clients: usize,
     /// Messages a client may fall behind before it gets a fresh snapshot instead.
-    #[arg(long, env = "GATEWAY_CLIENT_BUFFER", default_value_t = 4_096)]
+    #[arg(long, env = "GATEWAY_CLIENT_BUFFER", default_value_t = 4_096,
+        value_parser = RangedU64ValueParser::<usize>::new().range(16..=1_048_576))]
     pub client_buffer: usize,
     /// A write to a client that takes longer than this drops the client.
-    #[arg(long, env = "GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub write_timeout_ms: u64,
-    #[arg(long, env = "GATEWAY_PING_INTERVAL_MS", default_value_t = 15_000)]
+    /// How often each client is pinged.
+    #[arg(long, env = "GATEWAY_PING_INTERVAL_MS", default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub ping_interval_ms: u64,
     /// A client that sends nothing (not even a pong) for this long is closed.
-    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_MS", default_value_t = 45_000,
+        value_parser = clap::value_parser!(u64).range(200..=86_400_000))]
     pub idle_timeout_ms: u64,
     /// Largest frame or message a client may send (it only ever needs a resync request).
-    #[arg(long, env = "GATEWAY_MAX_CLIENT_MESSAGE", default_value_t = 4_096)]
+    #[arg(long, env = "GATEWAY_MAX_CLIENT_MESSAGE", default_value_t = 4_096,
+        value_parser = RangedU64ValueParser::<usize>::new().range(64..=16_777_216))]
     pub max_client_message: usize,
     /// How long to wait for the monitor's snapshot before reading KV instead.
-    #[arg(long, env = "GATEWAY_SNAPSHOT_TIMEOUT_MS", default_value_t = 2_000)]
+    /// (Each page of a paged snapshot adds a little, up to ten times this in all.)
+    #[arg(long, env = "GATEWAY_SNAPSHOT_TIMEOUT_MS", default_value_t = 2_000,
+        value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub snapshot_timeout_ms: u64,
     /// Largest `limit` the history API accepts.
-    #[arg(long, env = "GATEWAY_HISTORY_MAX", default_value_t = 1_000)]
+    #[arg(long, env = "GATEWAY_HISTORY_MAX", default_value_t = 1_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub history_max: usize,
+    /// One history read answers every identical request for this long (0: only those
+    /// arriving while it runs).
+    #[arg(long, env = "GATEWAY_HISTORY_CACHE_MS", default_value_t = 1_500,
+        value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub history_cache_ms: u64,
+    /// How long `DELETE /api/services/NAME` waits for the monitor's answer (then 503).
+    #[arg(long, env = "GATEWAY_RETIRE_TIMEOUT_MS", default_value_t = 3_000,
+        value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub retire_timeout_ms: u64,
 }
 
 impl Config {
@@ -70,6 +94,12 @@ impl Config {
     }
     pub fn snapshot_timeout(&self) -> Duration {
         Duration::from_millis(self.snapshot_timeout_ms)
+    }
+    pub fn history_cache(&self) -> Duration {
+        Duration::from_millis(self.history_cache_ms)
+    }
+    pub fn retire_timeout(&self) -> Duration {
+        Duration::from_millis(self.retire_timeout_ms)
     }
 }
 
@@ -96,5 +126,25 @@ mod tests {
             c.allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn numeric_flags_out_of_range_are_refused_naming_the_flag() {
+        for (flag, bad) in [
+            ("--ping-interval-ms", "0"),
+            ("--write-timeout-ms", "0"),
+            ("--idle-timeout-ms", "0"),
+            ("--max-clients", "0"),
+            ("--client-buffer", "1"),
+            ("--max-client-message", "0"),
+            ("--snapshot-timeout-ms", "0"),
+            ("--history-max", "0"),
+            ("--retire-timeout-ms", "0"),
+            ("--history-cache-ms", "9999999999"),
+        ] {
+            let e = Config::try_parse_from(["gateway", flag, bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{flag}");
+            assert!(e.to_string().contains(flag), "{flag}: {e}");
+        }
     }
 }

@@ -1,39 +1,52 @@
-//! HTTP: `/ws`, `/healthz`, `/metrics`, `/api/status`, `/api/history`, and optionally the
-//! built dashboard.
+//! HTTP: `/ws`, `/healthz`, `/metrics`, `/api/status`, `/api/history`,
+//! `DELETE /api/services/<name>`, and optionally the built dashboard.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
-use vitals_protocol::{History, ServiceName};
+use vitals_protocol::{RetireReply, RetireRequest, ServiceName, subjects};
 
+use crate::history::HistoryCache;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::{upgrade, ws};
 
+/// What prometheus-client's text encoder writes (OpenMetrics 1.0, ending in `# EOF`).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    pub client: async_nats::Client,
     pub js: async_nats::jetstream::Context,
     pub allowed_origins: Vec<String>,
     pub token: Option<String>,
+    pub operator_token: Option<String>,
+    pub retire_timeout: Duration,
     pub slots: Arc<Semaphore>,
     pub limits: ws::Limits,
     pub max_client_message: usize,
     pub history_max: usize,
+    pub history: HistoryCache,
     pub cancel: CancellationToken,
+    /// Every WebSocket connection's task, so shutdown can wait for them all.
+    pub tracker: TaskTracker,
 }
 
 pub fn router(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
@@ -46,12 +59,17 @@ pub fn router(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
         .route("/api/status", get(status))
         .route("/api/history", get(history))
         .route("/ws", get(upgrade))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(AllowOrigin::list(origins))
-                .allow_headers([header::AUTHORIZATION]),
-        );
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // Needs the operator token (in Authorization), so not the viewer token as well.
+    let operator = Router::new().route("/api/services/{name}", delete(retire));
+    // Browsers outside the allow-list get no Access-Control-Allow-Origin, so they may
+    // neither read the API nor send DELETE with credentials.
+    let api = api.merge(operator).layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION]),
+    );
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -81,18 +99,22 @@ async fn require_token(
     let Some(want) = &s.token else {
         return next.run(request).await;
     };
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let given = bearer.or(q.token.as_deref()).unwrap_or("");
+    let given = bearer(request.headers())
+        .or(q.token.as_deref())
+        .unwrap_or("");
     if constant_time_eq(given.as_bytes(), want.as_bytes()) {
         next.run(request).await
     } else {
         s.metrics.refused("token");
         error(StatusCode::UNAUTHORIZED, "missing or wrong token")
     }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -133,27 +155,35 @@ async fn upgrade(State(s): State<Arc<AppState>>, request: Request) -> Response {
         .write_buffer_size(ws::FRAGMENT);
     let (hub, metrics, limits, cancel) =
         (s.hub.clone(), s.metrics.clone(), s.limits, s.cancel.clone());
-    upgrade::accept(request, accept_key, config, move |socket| {
+    upgrade::accept(request, accept_key, config, &s.tracker, move |socket| {
         ws::serve(socket, hub, metrics, limits, slot, cancel)
     })
 }
 
-async fn healthz(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
+/// 200 while the feed keeps the view current; 503 with the reason while it does not (its
+/// subscription ended, or syncing fails). Losing NATS alone is reported, not 503: the
+/// gateway is alive and will resync on reconnect.
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
     let g = s.hub.gateway_state();
-    Json(serde_json::json!({
-        "status": "ok",
+    let body = serde_json::json!({
+        "status": if g.live { "ok" } else { "not_live" },
+        "live": g.live,
+        "problem": g.problem,
         "nats_connected": g.nats_connected,
         "source": g.source,
         "clients": s.metrics.clients.get(),
-    }))
+    });
+    let code = if g.live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         s.metrics.encode(),
     )
         .into_response()
@@ -178,12 +208,129 @@ async fn history(State(s): State<Arc<AppState>>, Query(q): Query<HistoryQuery>) 
         },
     };
     let limit = q.limit.unwrap_or(100).min(s.history_max);
-    match crate::history::recent(&s.js, service.as_ref(), limit).await {
-        Ok(events) => Json(History { events }).into_response(),
+    match s.history.get(&s.js, service, limit, &s.metrics).await {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => {
-            tracing::warn!(error = format!("{e:#}"), "history unavailable");
+            tracing::warn!(error = e, "history unavailable");
             error(StatusCode::SERVICE_UNAVAILABLE, "history unavailable")
         }
+    }
+}
+
+/// `DELETE /api/services/<name>`: asks the monitor to retire a service now and relays
+/// its answer.
+async fn retire(
+    State(s): State<Arc<AppState>>,
+    name: Result<axum::extract::Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(want) = &s.operator_token else {
+        s.metrics.refused("operator_token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "retiring is disabled: no operator token is configured (start the gateway with --operator-token or VITALS_OPERATOR_TOKEN)",
+        );
+    };
+    let given = bearer(&headers).unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), want.as_bytes()) {
+        s.metrics.refused("operator_token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong operator token (Authorization: Bearer <token>)",
+        );
+    }
+    let raw = match name {
+        Ok(axum::extract::Path(raw)) => raw,
+        Err(e) => {
+            s.metrics.retire("bad_name");
+            return error(StatusCode::BAD_REQUEST, &e.body_text());
+        }
+    };
+    let service = match ServiceName::parse(&raw) {
+        Ok(name) => name,
+        Err(e) => {
+            s.metrics.retire("bad_name");
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    let request = RetireRequest {
+        service: service.to_string(),
+    };
+    let body = serde_json::to_vec(&request).unwrap_or_default();
+    let asked = tokio::time::timeout(
+        s.retire_timeout,
+        s.client.request(subjects::RETIRE, body.into()),
+    )
+    .await;
+    let msg = match asked {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(e)) => {
+            s.metrics.retire("no_answer");
+            tracing::warn!(service = %service, error = %e, "retire request failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the monitor did not answer",
+            );
+        }
+        Err(_) => {
+            s.metrics.retire("no_answer");
+            tracing::warn!(service = %service, "retire request timed out");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the monitor did not answer in time",
+            );
+        }
+    };
+    let header_code = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .and_then(|c| c.as_str().trim().parse::<u16>().ok());
+    let reply: RetireReply = match serde_json::from_slice(&msg.payload) {
+        Ok(reply) => reply,
+        Err(e) => {
+            s.metrics.retire("bad_reply");
+            tracing::warn!(service = %service, error = %e, "the monitor's retire reply is not a RetireReply");
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "the monitor's reply was not understood",
+            );
+        }
+    };
+    let code = retire_status(&reply, header_code);
+    s.metrics.retire(match code.as_u16() {
+        200 => "ok",
+        404 => "unknown",
+        400 => "bad_name",
+        _ => "refused",
+    });
+    tracing::info!(service = %service, ok = reply.ok, code = code.as_u16(), "retire request answered");
+    (code, Json(reply)).into_response()
+}
+
+/// The HTTP status for the monitor's answer: its service-API error code when it gives a
+/// 400 or 404, else what its error text says.
+fn retire_status(reply: &RetireReply, header_code: Option<u16>) -> StatusCode {
+    if reply.ok {
+        return StatusCode::OK;
+    }
+    match header_code {
+        Some(400) => return StatusCode::BAD_REQUEST,
+        Some(404) => return StatusCode::NOT_FOUND,
+        _ => {}
+    }
+    let why = reply.error.as_deref().unwrap_or("").to_ascii_lowercase();
+    if ["unknown", "not found", "not tracked", "no such"]
+        .iter()
+        .any(|w| why.contains(w))
+    {
+        StatusCode::NOT_FOUND
+    } else if why.contains("name") {
+        StatusCode::BAD_REQUEST
+    } else if why.contains("shutting down") || why.contains("did not answer") {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::CONFLICT
     }
 }
 
@@ -214,6 +361,27 @@ mod tests {
             h.insert(header::ORIGIN, HeaderValue::from_static(evil));
             assert!(!origin_allowed(&h, &allowed), "{evil}");
         }
+    }
+
+    #[test]
+    fn retire_replies_map_to_http_statuses() {
+        let ok = RetireReply {
+            ok: true,
+            service: Some("a".into()),
+            previous: None,
+            resolved: vec![],
+            error: None,
+        };
+        assert_eq!(retire_status(&ok, None), StatusCode::OK);
+        let unknown = RetireReply::refused(Some("a"), "unknown service");
+        assert_eq!(retire_status(&unknown, None), StatusCode::NOT_FOUND);
+        let bad = RetireReply::refused(None, "bad name: must match ...");
+        assert_eq!(retire_status(&bad, None), StatusCode::BAD_REQUEST);
+        let busy = RetireReply::refused(Some("a"), "monitor did not answer in time");
+        assert_eq!(retire_status(&busy, None), StatusCode::SERVICE_UNAVAILABLE);
+        let odd = RetireReply::refused(Some("a"), "busy");
+        assert_eq!(retire_status(&odd, None), StatusCode::CONFLICT);
+        assert_eq!(retire_status(&odd, Some(404)), StatusCode::NOT_FOUND);
     }
 
     #[test]

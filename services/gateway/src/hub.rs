@@ -1,23 +1,36 @@
 //! Where the NATS feed meets the clients: the view, the broadcast of pre-serialised
-//! frames, and a cache of the serialised snapshot.
+//! frames, and the shared serialised snapshot.
 //!
-//! The feed applies an update and broadcasts it under the view's write lock; a client
-//! joins (subscribes and takes its snapshot) under the read lock. So a client's snapshot
+//! The feed applies an update, broadcasts it and records it in a ring of recent frames,
+//! all under the view's write lock; a client joins (subscribes) under the read lock. A
+//! joining client gets the snapshot encoded at some version V (shared by every client,
+//! encoded at most once per version, never under the lock) plus the recent frames after
+//! V up to the version at which it subscribed. So a client's snapshot plus that catch-up
 //! is exactly the state before the first frame it receives: nothing lost, nothing twice.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use bytes::Bytes;
+use serde::Serialize;
 use tokio::sync::broadcast;
-use vitals_protocol::{FeedMessage, GatewayState, ServiceState, Snapshot};
+use vitals_protocol::{FeedMessage, GatewayState, MonitorHeartbeat, ServiceState, Snapshot};
 use vitals_runtime::Clock;
 
 use crate::metrics::Metrics;
-use crate::view::{Update, View};
+use crate::view::{Captured, Update, View};
 
 /// A message body serialised once for every client: the JSON object without its opening
 /// brace, so a connection writes `{"seq":N,` and then these bytes.
-pub type Body = Arc<str>;
+pub type Body = Bytes;
+
+/// Recent frames kept so a joining client can reuse a snapshot encoded a little earlier
+/// (a resync storm then encodes once, not once per client).
+pub const RECENT: usize = 4_096;
+/// A cached snapshot older than this is not reused (encoded afresh instead), so a client
+/// joining a quiet gateway gets a snapshot of now rather than a long catch-up.
+pub const CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub enum Out {
@@ -27,11 +40,30 @@ pub enum Out {
     Resync,
 }
 
+/// What a joining client sends first: the shared snapshot, then the frames it misses.
+pub struct Joined {
+    pub rx: broadcast::Receiver<Out>,
+    /// The snapshot's fields after `"type":"snapshot","resync":..,` (see [`snapshot_prefix`]).
+    pub snapshot: Bytes,
+    /// Frames between the snapshot's version and the receiver's start, oldest first.
+    pub catch_up: Vec<Body>,
+}
+
+/// The frames broadcast since version `base` (each bumped the version by one: the
+/// newest is the view's current version) and the last encoded snapshot.
+struct Recent {
+    base: u64,
+    frames: VecDeque<Body>,
+    /// (version, encoded snapshot, when encoded).
+    cached: Option<(u64, Bytes, Instant)>,
+}
+
 pub struct Hub {
     view: RwLock<View>,
     tx: broadcast::Sender<Out>,
-    /// (view version, resync flag) -> serialised snapshot body.
-    cache: Mutex<Option<(u64, bool, Body)>>,
+    recent: Mutex<Recent>,
+    /// Single flight: one snapshot encoding at a time; joiners waiting here take its result.
+    encoding: tokio::sync::Mutex<()>,
     clock: Clock,
     metrics: Arc<Metrics>,
     /// True once the view holds a first snapshot (from the monitor, KV, or "none").
@@ -40,18 +72,47 @@ pub struct Hub {
 
 /// The JSON of `msg` without its opening `{` (a FeedMessage is always a non-empty object).
 pub fn encode(msg: &FeedMessage) -> Body {
-    let json = serde_json::to_string(msg).unwrap_or_else(|_| "{\"type\":\"error\"}".into());
-    Arc::from(json.strip_prefix('{').unwrap_or(&json))
+    strip_brace(serde_json::to_vec(msg).unwrap_or_else(|_| b"{\"type\":\"error\"}".to_vec()))
 }
 
-/// Prepends the connection's sequence number to a shared body.
-pub fn frame(seq: u64, body: &str) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(body.len() + 24);
-    // Writing into a String cannot fail; no temporary string for the number.
-    let _ = write!(s, "{{\"seq\":{seq},");
-    s.push_str(body);
-    s
+fn strip_brace(json: Vec<u8>) -> Bytes {
+    let bytes = Bytes::from(json);
+    if bytes.first() == Some(&b'{') {
+        bytes.slice(1..)
+    } else {
+        bytes
+    }
+}
+
+/// A snapshot's fields in FeedSnapshot's order, minus `resync` (per client, in the prefix).
+#[derive(Serialize)]
+struct SnapshotFields<'a> {
+    at_ms: u64,
+    gateway: &'a GatewayState,
+    monitor: &'a Option<MonitorHeartbeat>,
+    monitor_seen_ms: Option<u64>,
+    services: &'a [Arc<ServiceState>],
+}
+
+fn encode_snapshot(c: &Captured, now_ms: u64) -> Bytes {
+    let fields = SnapshotFields {
+        at_ms: now_ms,
+        gateway: &c.gateway,
+        monitor: &c.monitor,
+        monitor_seen_ms: c.monitor_seen_ms,
+        services: &c.services,
+    };
+    strip_brace(serde_json::to_vec(&fields).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// What a connection writes before a shared frame body.
+pub fn frame_prefix(seq: u64) -> String {
+    format!("{{\"seq\":{seq},")
+}
+
+/// What a connection writes before the shared snapshot body.
+pub fn snapshot_prefix(seq: u64, resync: bool) -> String {
+    format!("{{\"seq\":{seq},\"type\":\"snapshot\",\"resync\":{resync},")
 }
 
 impl Hub {
@@ -60,7 +121,12 @@ impl Hub {
         Self {
             view: RwLock::new(View::new(clock.now_ms())),
             tx,
-            cache: Mutex::new(None),
+            recent: Mutex::new(Recent {
+                base: 0,
+                frames: VecDeque::new(),
+                cached: None,
+            }),
+            encoding: tokio::sync::Mutex::new(()),
             clock,
             metrics,
             synced: tokio::sync::watch::Sender::new(false),
@@ -78,15 +144,26 @@ impl Hub {
         self.clock.now_ms()
     }
 
+    /// Broadcasts a frame that bumped the view's version by one, and remembers it.
+    /// Called with the view's write lock held.
+    fn send_frame(&self, body: Body) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.frames.len() == RECENT {
+                recent.frames.pop_front();
+                recent.base += 1;
+            }
+            recent.frames.push_back(body.clone());
+        }
+        let _ = self.tx.send(Out::Frame(body, Instant::now()));
+    }
+
     /// Applies a live update; relays it if it changed the view.
     pub fn publish(&self, update: Update) {
         let Ok(mut view) = self.view.write() else {
             return;
         };
         if view.apply(&update, self.clock.now_ms()) {
-            let _ = self
-                .tx
-                .send(Out::Frame(encode(&update.into_message()), Instant::now()));
+            self.send_frame(encode(&update.into_message()));
         }
     }
 
@@ -107,6 +184,12 @@ impl Hub {
                 Instant::now(),
             ));
         }
+        // Versions before this point cannot be caught up on by frames: start afresh.
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.base = view.version();
+            recent.frames.clear();
+            recent.cached = None;
+        }
         let _ = self.tx.send(Out::Resync);
         self.synced.send_replace(true);
     }
@@ -117,42 +200,69 @@ impl Hub {
             return;
         };
         if let Some(state) = view.set_connected(false, self.clock.now_ms()) {
-            let _ = self.tx.send(Out::Frame(
-                encode(&FeedMessage::Gateway { data: state }),
-                Instant::now(),
-            ));
+            self.send_frame(encode(&FeedMessage::Gateway { data: state }));
+        }
+    }
+
+    /// Records whether the feed keeps the view current (`problem` says why not) and tells
+    /// every client when that changes.
+    pub fn set_live(&self, problem: Option<String>) {
+        let Ok(mut view) = self.view.write() else {
+            return;
+        };
+        if let Some(state) = view.set_live(problem, self.clock.now_ms()) {
+            self.send_frame(encode(&FeedMessage::Gateway { data: state }));
         }
     }
 
     /// A new (or resyncing) client: its receiver and its snapshot, taken together.
-    pub fn join(&self, resync: bool) -> (broadcast::Receiver<Out>, Body) {
-        let Ok(view) = self.view.read() else {
-            return (
-                self.tx.subscribe(),
-                encode(&FeedMessage::Snapshot(View::new(0).snapshot(resync, 0))),
-            );
+    pub async fn join(&self) -> Joined {
+        if let Some(joined) = self.join_cached() {
+            return joined;
+        }
+        let _flight = self.encoding.lock().await;
+        // Whoever held the flight before us may have encoded what we need.
+        if let Some(joined) = self.join_cached() {
+            return joined;
+        }
+        let (rx, captured) = match self.view.read() {
+            Ok(view) => (self.tx.subscribe(), view.capture()),
+            Err(_) => (self.tx.subscribe(), View::new(0).capture()),
         };
-        let rx = self.tx.subscribe();
-        (rx, self.snapshot_body(&view, resync))
+        // Encoded outside the lock: the feed's writer never waits for it.
+        self.metrics.snapshot_encodes.inc();
+        let body = encode_snapshot(&captured, self.clock.now_ms());
+        if let Ok(mut recent) = self.recent.lock()
+            && recent
+                .cached
+                .as_ref()
+                .is_none_or(|(v, _, _)| *v < captured.version)
+        {
+            recent.cached = Some((captured.version, body.clone(), Instant::now()));
+        }
+        Joined {
+            rx,
+            snapshot: body,
+            catch_up: Vec::new(),
+        }
     }
 
-    fn snapshot_body(&self, view: &View, resync: bool) -> Body {
-        let version = view.version();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((v, r, body)) = cache.as_ref()
-            && *v == version
-            && *r == resync
-        {
-            return body.clone();
+    /// Joins on the cached snapshot when the recent frames cover what came after it.
+    fn join_cached(&self) -> Option<Joined> {
+        let view = self.view.read().ok()?;
+        let recent = self.recent.lock().ok()?;
+        let (version, body, encoded) = recent.cached.as_ref()?;
+        let now = view.version();
+        debug_assert_eq!(recent.base + recent.frames.len() as u64, now);
+        if *version < recent.base || *version > now || encoded.elapsed() > CACHE_AGE {
+            return None;
         }
-        self.metrics.snapshot_encodes.inc();
-        let body = encode(&FeedMessage::Snapshot(
-            view.snapshot(resync, self.clock.now_ms()),
-        ));
-        if let Ok(mut cache) = self.cache.lock() {
-            *cache = Some((version, resync, body.clone()));
-        }
-        body
+        let skip = (*version - recent.base) as usize;
+        Some(Joined {
+            rx: self.tx.subscribe(),
+            snapshot: body.clone(),
+            catch_up: recent.frames.iter().skip(skip).cloned().collect(),
+        })
     }
 
     pub fn status(&self) -> Snapshot {
@@ -180,14 +290,28 @@ mod tests {
     use super::*;
     use vitals_protocol::{ServiceName, Status, StatusChange};
 
-    fn change(at_ms: u64, status: Status) -> Update {
+    fn change(svc: &str, at_ms: u64, status: Status) -> Update {
         Update::Status(StatusChange {
-            service: ServiceName::parse("a").unwrap(),
+            service: ServiceName::parse(svc).unwrap(),
             status,
             previous: Status::Unknown,
             at_ms,
             reasons: vec![],
         })
+    }
+
+    fn text(prefix: String, body: &[u8]) -> String {
+        prefix + std::str::from_utf8(body).unwrap()
+    }
+
+    fn frames(rx: &mut broadcast::Receiver<Out>) -> Vec<Body> {
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            if let Out::Frame(b, _) = o {
+                out.push(b);
+            }
+        }
+        out
     }
 
     #[test]
@@ -201,56 +325,151 @@ mod tests {
                 problem: None,
             },
         });
-        let text = frame(7, &body);
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text(frame_prefix(7), &body)).unwrap();
         assert_eq!(v["seq"], 7);
         assert_eq!(v["type"], "gateway");
         assert_eq!(v["data"]["source"], "kv");
     }
 
-    #[test]
-    fn a_joining_client_sees_each_change_exactly_once() {
+    /// The shared body behind a client's prefix is exactly the view's FeedSnapshot.
+    #[tokio::test]
+    async fn the_spliced_snapshot_is_the_views_snapshot() {
         let hub = Hub::new(64, Clock::new(), Arc::new(Metrics::new()));
-        hub.publish(change(1, Status::Healthy));
-        let (mut rx, snap) = hub.join(false);
-        assert!(snap.contains("\"HEALTHY\""));
-        hub.publish(change(2, Status::Down));
-        hub.publish(change(2, Status::Down)); // repeated: not relayed
-        let Ok(Out::Frame(f, _)) = rx.try_recv() else {
-            panic!()
-        };
-        assert!(f.contains("\"DOWN\""));
-        assert!(rx.try_recv().is_err());
+        hub.publish(change("a", 1, Status::Healthy));
+        hub.publish(change("b", 2, Status::Down));
+        let joined = hub.join().await;
+        for resync in [false, true] {
+            let t = text(snapshot_prefix(3, resync), &joined.snapshot);
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["seq"], 3);
+            let msg: FeedMessage = serde_json::from_value(v).unwrap();
+            let FeedMessage::Snapshot(snap) = msg else {
+                panic!("{t}")
+            };
+            let want = hub.view.read().unwrap().snapshot(resync, snap.at_ms);
+            assert_eq!(snap, want);
+        }
     }
 
-    #[test]
-    fn the_snapshot_is_serialised_once_per_version() {
+    /// A client joining on a snapshot cached at any earlier version, at any later cut,
+    /// gets exactly the frames after the snapshot: catch-up then live, none lost or twice.
+    #[tokio::test]
+    async fn a_joining_client_sees_each_change_exactly_once_at_every_cut() {
+        let updates: Vec<Update> = (0..12)
+            .map(|i| {
+                let status = if i % 2 == 0 {
+                    Status::Healthy
+                } else {
+                    Status::Down
+                };
+                change(&format!("s{}", i % 3), 10 + i, status)
+            })
+            .collect();
+        for cached_at in 0..=updates.len() {
+            for join_at in cached_at..=updates.len() {
+                let metrics = Arc::new(Metrics::new());
+                let hub = Hub::new(64, Clock::new(), metrics.clone());
+                let (_keep, mut all) = {
+                    let rx = hub.tx.subscribe();
+                    (hub.tx.clone(), rx)
+                };
+                for u in &updates[..cached_at] {
+                    hub.publish(u.clone());
+                }
+                let first = hub.join().await;
+                assert!(first.catch_up.is_empty());
+                for u in &updates[cached_at..join_at] {
+                    hub.publish(u.clone());
+                }
+                let mut joined = hub.join().await;
+                assert_eq!(metrics.snapshot_encodes.get(), 1, "the cache was reused");
+                assert_eq!(joined.snapshot, first.snapshot);
+                for u in &updates[join_at..] {
+                    hub.publish(u.clone());
+                }
+                let everything = frames(&mut all);
+                let mut got = joined.catch_up.clone();
+                got.extend(frames(&mut joined.rx));
+                assert_eq!(
+                    got,
+                    everything[cached_at..],
+                    "cached {cached_at} join {join_at}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_is_encoded_once_until_the_recent_frames_no_longer_cover_it() {
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::new(64, Clock::new(), metrics.clone());
         for _ in 0..100 {
-            let _ = hub.join(false);
+            let _ = hub.join().await;
         }
         assert_eq!(metrics.snapshot_encodes.get(), 1);
-        hub.publish(change(1, Status::Healthy));
-        let _ = hub.join(false);
+        hub.publish(change("a", 1, Status::Healthy));
+        assert_eq!(hub.join().await.catch_up.len(), 1);
+        assert_eq!(metrics.snapshot_encodes.get(), 1);
+        for i in 0..RECENT as u64 {
+            hub.publish(change("a", 2 + i, Status::Healthy));
+        }
+        let joined = hub.join().await;
+        assert!(joined.catch_up.is_empty());
         assert_eq!(metrics.snapshot_encodes.get(), 2);
+        hub.replace(vec![], "monitor", vec![]);
+        let _ = hub.join().await;
+        assert_eq!(
+            metrics.snapshot_encodes.get(),
+            3,
+            "a replaced view is encoded anew"
+        );
     }
 
-    #[test]
-    fn replace_marks_connected_and_asks_everyone_to_resync() {
+    /// A resync storm: every client that joins at once shares one encoding.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_joiners_share_one_encoding() {
+        let metrics = Arc::new(Metrics::new());
+        let hub = Arc::new(Hub::new(64, Clock::new(), metrics.clone()));
+        for i in 0..2_000 {
+            hub.publish(change(&format!("s{i}"), 1, Status::Healthy));
+        }
+        let joins: Vec<_> = (0..200)
+            .map(|_| {
+                let hub = hub.clone();
+                tokio::spawn(async move { hub.join().await.snapshot.len() })
+            })
+            .collect();
+        for j in joins {
+            assert!(j.await.unwrap() > 2_000 * 20);
+        }
+        assert_eq!(metrics.snapshot_encodes.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn replace_marks_connected_and_asks_everyone_to_resync() {
         let hub = Hub::new(64, Clock::new(), Arc::new(Metrics::new()));
-        let (mut rx, _) = hub.join(false);
-        hub.replace(vec![], "monitor", vec![change(5, Status::Healthy)]);
+        let mut rx = hub.join().await.rx;
+        hub.replace(vec![], "monitor", vec![change("a", 5, Status::Healthy)]);
         let Ok(Out::Frame(f, _)) = rx.try_recv() else {
             panic!()
         };
-        assert!(f.contains("\"nats_connected\":true"));
+        assert!(String::from_utf8_lossy(&f).contains("\"nats_connected\":true"));
         assert!(matches!(rx.try_recv(), Ok(Out::Resync)));
         assert_eq!(hub.status().services.len(), 1, "buffered update replayed");
         hub.disconnected();
         let Ok(Out::Frame(f, _)) = rx.try_recv() else {
             panic!()
         };
-        assert!(f.contains("\"nats_connected\":false"));
+        assert!(String::from_utf8_lossy(&f).contains("\"nats_connected\":false"));
+        hub.set_live(Some("subscription ended".into()));
+        let Ok(Out::Frame(f, _)) = rx.try_recv() else {
+            panic!()
+        };
+        let f = String::from_utf8_lossy(&f).into_owned();
+        assert!(
+            f.contains("\"live\":false") && f.contains("subscription ended"),
+            "{f}"
+        );
+        assert!(!hub.gateway_state().live);
     }
 }

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use vitals_protocol::subjects;
 use vitals_runtime::Clock;
 
@@ -30,10 +31,13 @@ use crate::feed::Feed;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
-/// How long clients get to receive their close frame and in-flight writes on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After the connection tasks are done, how long plain HTTP requests still get.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the gateway until `shutdown` resolves; serves HTTP on `listener` from the start.
+///
+/// On shutdown every WebSocket task sends its client a 1001 close (each write bounded)
+/// and ends; the gateway waits for exactly those tasks, then drains NATS and returns.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -60,20 +64,24 @@ pub async fn run(
         .subscribe(subjects::HEALTH_ALL)
         .await
         .context("subscribing to health.>")?;
-    let feed = Feed {
-        client: client.clone(),
-        hub: hub.clone(),
-        metrics: metrics.clone(),
-        snapshot_timeout: config.snapshot_timeout(),
-    };
+    let feed = Feed::new(
+        client.clone(),
+        hub.clone(),
+        metrics.clone(),
+        config.snapshot_timeout(),
+    );
     let feed_task = tokio::spawn(feed.run(sub, conn_rx, cancel.clone()));
 
+    let tracker = TaskTracker::new();
     let state = Arc::new(http::AppState {
         hub,
         metrics,
+        client: client.clone(),
         js: async_nats::jetstream::new(client.clone()),
         allowed_origins: config.allowed_origins.clone(),
         token: config.token.clone(),
+        operator_token: config.operator_token.clone(),
+        retire_timeout: config.retire_timeout(),
         slots: Arc::new(Semaphore::new(config.max_clients)),
         limits: ws::Limits {
             write_timeout: config.write_timeout(),
@@ -83,23 +91,37 @@ pub async fn run(
         },
         max_client_message: config.max_client_message,
         history_max: config.history_max,
+        history: history::HistoryCache::new(config.history_cache()),
         cancel: cancel.clone(),
+        tracker: tracker.clone(),
     });
     let app = http::router(state, config.static_dir.as_deref());
-    let serve_cancel = cancel.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(serve_cancel.cancelled_owned());
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
     tracing::info!("gateway running");
     let served = tokio::select! {
-        r = server => r.context("HTTP server"),
-        // Upgraded WebSocket connections keep the server open until they close; they close
-        // on `cancel` (1001). Bound the wait.
-        () = async { cancel.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("connections still open after the shutdown grace period");
-            Ok(())
-        }
+        r = &mut server => Some(r),
+        () = cancel.cancelled() => None,
     };
     cancel.cancel();
+    // Each task's writes and its close are bounded, so this wait is too.
+    tracker.close();
+    let open = tracker.len();
+    tracker.wait().await;
+    tracing::info!(open, left = tracker.len(), "websocket tasks done");
+    let served = match served {
+        Some(r) => r,
+        None => match tokio::time::timeout(HTTP_GRACE, &mut server).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!("HTTP requests still open after the grace period");
+                server.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
     let _ = tokio::time::timeout(Duration::from_secs(2), feed_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
-    served
+    served.context("HTTP server task")?.context("HTTP server")
 }

@@ -1,4 +1,4 @@
-//! The gateway's counters at `/metrics` (Prometheus text), one registry per instance.
+//! The gateway's counters at `/metrics` (OpenMetrics text), one registry per instance.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +13,9 @@ pub struct ReasonLabel {
 }
 
 /// Why an upgrade or API call was refused.
-pub const REFUSALS: [&str; 3] = ["origin", "token", "capacity"];
+pub const REFUSALS: [&str; 4] = ["origin", "token", "capacity", "operator_token"];
+/// Why the monitor's snapshot could not be used (then KV is read instead).
+pub const SNAPSHOT_FAILURES: [&str; 4] = ["timeout", "request", "error_reply", "invalid"];
 /// Why a client was dropped.
 pub const DROPS: [&str; 4] = ["write_timeout", "idle", "closed", "error"];
 
@@ -33,6 +35,12 @@ pub struct Metrics {
     pub nats_connected: Gauge,
     pub snapshot_fallbacks: Counter,
     pub snapshot_encodes: Counter,
+    pub snapshot_failures: Family<ReasonLabel, Counter>,
+    pub sync_failures: Counter,
+    pub subscription_ends: Counter,
+    pub history_reads: Counter,
+    pub history_cache_hits: Counter,
+    pub retire_requests: Family<ReasonLabel, Counter>,
     /// From a message's arrival on NATS to its frame written to a client's socket (the
     /// oldest frame of each batch written), seconds.
     pub delivery_seconds: Histogram,
@@ -56,6 +64,12 @@ impl Metrics {
             nats_connected: Gauge::default(),
             snapshot_fallbacks: Counter::default(),
             snapshot_encodes: Counter::default(),
+            snapshot_failures: Family::default(),
+            sync_failures: Counter::default(),
+            subscription_ends: Counter::default(),
+            history_reads: Counter::default(),
+            history_cache_hits: Counter::default(),
+            retire_requests: Family::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         for reason in REFUSALS {
@@ -63,6 +77,9 @@ impl Metrics {
         }
         for reason in DROPS {
             let _ = m.drops.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in SNAPSHOT_FAILURES {
+            let _ = m.snapshot_failures.get_or_create(&ReasonLabel { reason });
         }
         let mut r = Registry::with_prefix("vitals_gateway");
         r.register("clients", "WebSocket clients connected", m.clients.clone());
@@ -132,6 +149,36 @@ impl Metrics {
             m.snapshot_encodes.clone(),
         );
         r.register(
+            "snapshot_failures",
+            "Monitor snapshot requests that gave no usable snapshot, by reason",
+            m.snapshot_failures.clone(),
+        );
+        r.register(
+            "sync_failures",
+            "Snapshot syncs that failed (the task panicked) and were retried",
+            m.sync_failures.clone(),
+        );
+        r.register(
+            "subscription_ends",
+            "Times the subscription to health.> ended and was renewed",
+            m.subscription_ends.clone(),
+        );
+        r.register(
+            "history_reads",
+            "History requests that read JetStream (the others shared a read)",
+            m.history_reads.clone(),
+        );
+        r.register(
+            "history_cache_hits",
+            "History requests answered from a recent or in-flight read",
+            m.history_cache_hits.clone(),
+        );
+        r.register(
+            "retire_requests",
+            "DELETE /api/services requests, by outcome",
+            m.retire_requests.clone(),
+        );
+        r.register(
             "delivery_seconds",
             "From arrival on NATS to the frame written to a client's socket",
             m.delivery_seconds.clone(),
@@ -145,6 +192,18 @@ impl Metrics {
 
     pub fn dropped(&self, reason: &'static str) {
         self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn snapshot_failed(&self, reason: &'static str) {
+        self.snapshot_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn retire(&self, reason: &'static str) {
+        self.retire_requests
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

@@ -9,6 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::task::TaskTracker;
 
 pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -39,11 +40,13 @@ pub fn check(method: &Method, headers: &HeaderMap) -> Result<String, &'static st
     Ok(derive_accept_key(key.as_bytes()))
 }
 
-/// Answers 101 and hands the upgraded connection to `serve` once hyper releases it.
+/// Answers 101 and hands the upgraded connection to `serve` once hyper releases it, in a
+/// task on `tracker` (shutdown waits for it).
 pub fn accept<F, Fut>(
     mut request: Request,
     accept_key: String,
     config: WebSocketConfig,
+    tracker: &TaskTracker,
     serve: F,
 ) -> Response
 where
@@ -51,7 +54,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(

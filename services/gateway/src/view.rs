@@ -5,6 +5,7 @@
 //! without being lost or applied twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use vitals_protocol::{
     ActiveAlert, AlertEvent, AlertState, FeedMessage, FeedSnapshot, Figures, GatewayState,
@@ -31,9 +32,23 @@ impl Update {
     }
 }
 
+/// Everything a snapshot holds, taken under the view's lock in O(services) pointer
+/// copies (services are shared `Arc`s, copied on write), so encoding it can happen after
+/// the lock is released.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub version: u64,
+    pub gateway: GatewayState,
+    pub monitor: Option<MonitorHeartbeat>,
+    pub monitor_seen_ms: Option<u64>,
+    pub services: Vec<Arc<ServiceState>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct View {
-    services: BTreeMap<ServiceName, ServiceState>,
+    /// Shared with snapshots being encoded; `Arc::make_mut` copies only a service that
+    /// changes while a snapshot still holds it.
+    services: BTreeMap<ServiceName, Arc<ServiceState>>,
     monitor: Option<MonitorHeartbeat>,
     monitor_seen_ms: Option<u64>,
     gateway: GatewayState,
@@ -78,7 +93,7 @@ impl View {
     pub fn replace(&mut self, services: Vec<ServiceState>, source: &str, now_ms: u64) {
         self.services = services
             .into_iter()
-            .map(|s| (s.service.clone(), s))
+            .map(|s| (s.service.clone(), Arc::new(s)))
             .collect();
         self.gateway.source = source.to_owned();
         self.gateway.at_ms = now_ms;
@@ -91,6 +106,20 @@ impl View {
             return None;
         }
         self.gateway.nats_connected = connected;
+        self.gateway.at_ms = now_ms;
+        self.version += 1;
+        Some(self.gateway.clone())
+    }
+
+    /// Records whether the feed keeps the view current; returns the state to tell clients,
+    /// if it changed.
+    pub fn set_live(&mut self, problem: Option<String>, now_ms: u64) -> Option<GatewayState> {
+        let live = problem.is_none();
+        if self.gateway.live == live && self.gateway.problem == problem {
+            return None;
+        }
+        self.gateway.live = live;
+        self.gateway.problem = problem;
         self.gateway.at_ms = now_ms;
         self.version += 1;
         Some(self.gateway.clone())
@@ -115,9 +144,8 @@ impl View {
     }
 
     fn entry(&mut self, service: &ServiceName) -> &mut ServiceState {
-        self.services
-            .entry(service.clone())
-            .or_insert_with(|| ServiceState {
+        let shared = self.services.entry(service.clone()).or_insert_with(|| {
+            Arc::new(ServiceState {
                 service: service.clone(),
                 status: Status::Unknown,
                 since_ms: 0,
@@ -128,9 +156,14 @@ impl View {
                 health_url: String::new(),
                 figures: Figures::default(),
             })
+        });
+        Arc::make_mut(shared)
     }
 
     fn apply_status(&mut self, c: &StatusChange) -> bool {
+        if c.status == Status::Retired {
+            return self.retire(c);
+        }
         let s = self.entry(&c.service);
         let stale = c.at_ms < s.since_ms;
         let repeated = c.at_ms == s.since_ms && c.status == s.status;
@@ -143,7 +176,26 @@ impl View {
         true
     }
 
+    /// Drops a retired service, unless the view already holds news of it from after the
+    /// retirement (it came back): a replayed, older RETIRED must not remove it again.
+    fn retire(&mut self, c: &StatusChange) -> bool {
+        let Some(s) = self.services.get(&c.service) else {
+            return false;
+        };
+        let newer = s.since_ms > c.at_ms || s.last_seen_ms.is_some_and(|seen| seen > c.at_ms);
+        if newer {
+            return false;
+        }
+        self.services.remove(&c.service);
+        true
+    }
+
     fn apply_alert(&mut self, a: &AlertEvent) -> bool {
+        // A resolve never creates a service: the resolves that follow a retirement must not
+        // bring it back as UNKNOWN.
+        if a.state == AlertState::Resolved && !self.services.contains_key(&a.service) {
+            return false;
+        }
         let s = self.entry(&a.service);
         let pos = s.alerts.iter().position(|x| x.id == a.id);
         match (a.state, pos) {
@@ -188,6 +240,17 @@ impl View {
             gateway: self.gateway.clone(),
             monitor: self.monitor.clone(),
             monitor_seen_ms: self.monitor_seen_ms,
+            services: self.services.values().map(|s| (**s).clone()).collect(),
+        }
+    }
+
+    /// The snapshot's contents as shared pointers: cheap under a lock.
+    pub fn capture(&self) -> Captured {
+        Captured {
+            version: self.version,
+            gateway: self.gateway.clone(),
+            monitor: self.monitor.clone(),
+            monitor_seen_ms: self.monitor_seen_ms,
             services: self.services.values().cloned().collect(),
         }
     }
@@ -206,7 +269,7 @@ impl View {
             pages: 1,
             total: self.services.len() as u64,
             next_after: None,
-            services: self.services.values().cloned().collect(),
+            services: self.services.values().map(|s| (**s).clone()).collect(),
         }
     }
 }
@@ -276,8 +339,21 @@ mod tests {
         assert!(state_of(&v, "a").alerts.is_empty());
     }
 
+    fn summary(svc: &str, seen: u64) -> Update {
+        Update::Summary(ServiceSummary {
+            service: name(svc),
+            status: Status::Healthy,
+            at_ms: seen,
+            last_seen_ms: Some(seen),
+            instance: format!("{svc}-1"),
+            health_url: "http://x/health".into(),
+            figures: Figures::default(),
+        })
+    }
+
     /// Events buffered while a snapshot was fetched, replayed on top of it, give the
-    /// same view whether the snapshot already contained them or not.
+    /// same view whether the snapshot already contained them or not: including a
+    /// retirement (with the resolve that follows it) and the service coming back.
     #[test]
     fn replay_over_a_snapshot_converges() {
         let events = [
@@ -286,6 +362,15 @@ mod tests {
             change("a", Status::Down, 200),
             alert("a", "down-1", AlertState::Resolved),
             change("a", Status::Healthy, 300),
+            change("b", Status::Healthy, 310),
+            alert("b", "down-1", AlertState::Firing),
+            change("b", Status::Down, 320),
+            change("b", Status::Retired, 400),
+            alert("b", "down-1", AlertState::Resolved),
+            change("c", Status::Healthy, 330),
+            change("c", Status::Retired, 500),
+            summary("c", 600),
+            change("c", Status::Healthy, 610),
         ];
         let mut live = View::new(0);
         for e in &events {
@@ -337,6 +422,42 @@ mod tests {
             ..summary
         };
         assert!(!v.apply(&Update::Summary(older), 0));
+    }
+
+    #[test]
+    fn a_retired_service_is_dropped_and_a_later_sample_brings_it_back() {
+        let mut v = View::new(0);
+        v.apply(&change("a", Status::Down, 100), 0);
+        v.apply(&alert("a", "x", AlertState::Firing), 0);
+        assert!(v.apply(&change("a", Status::Retired, 200), 0));
+        assert!(v.is_empty());
+        assert!(
+            !v.apply(&alert("a", "x", AlertState::Resolved), 0),
+            "no ghost"
+        );
+        assert!(!v.apply(&change("a", Status::Retired, 200), 0), "repeat");
+        assert!(v.is_empty());
+        assert!(v.apply(&summary("a", 300), 0));
+        assert_eq!(state_of(&v, "a").status, Status::Healthy);
+        assert!(
+            !v.apply(&change("a", Status::Retired, 200), 0),
+            "an older retirement does not remove it again"
+        );
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn liveness_changes_are_reported_once() {
+        let mut v = View::new(0);
+        assert!(v.set_live(None, 1).is_none());
+        let dead = v.set_live(Some("ended".into()), 2).unwrap();
+        assert!(!dead.live);
+        assert_eq!(dead.problem.as_deref(), Some("ended"));
+        assert!(v.set_live(Some("ended".into()), 3).is_none());
+        assert!(
+            v.set_live(None, 4)
+                .is_some_and(|g| g.live && g.problem.is_none())
+        );
     }
 
     #[test]

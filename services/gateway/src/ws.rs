@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::ClientMessage;
 
-use crate::hub::{Body, Hub, Out, frame};
+use crate::hub::{Body, Hub, Joined, Out, frame_prefix, snapshot_prefix};
 use crate::metrics::Metrics;
 use crate::upgrade::Socket;
 
@@ -35,34 +35,60 @@ const BATCH: usize = 256;
 /// keeps its write buffer as large as the largest frame it ever wrote, per connection, so
 /// one big snapshot would otherwise pin that much memory for the connection's lifetime.
 pub const FRAGMENT: usize = 8 * 1024;
+/// On shutdown, how long the close frame may take to write: a client that does not read
+/// must not hold up the exit.
+const CLOSE_WRITE: Duration = Duration::from_secs(1);
 
-/// Queues `text` as one WebSocket message: a single frame, or fragments of [`FRAGMENT`]
-/// bytes (reassembled by every client into the same message).
+/// One message to write: a shared body behind a per-connection prefix.
+enum Piece {
+    Frame(Body),
+    Snapshot { resync: bool, body: Bytes },
+}
+
+/// Queues `prefix` + `body` as one WebSocket text message: a single frame when small,
+/// else a first fragment holding only the prefix and continuation fragments that are
+/// slices of the shared body (no per-connection copy of it).
 async fn feed_text(
     sink: &mut SplitSink<Socket, Message>,
-    text: String,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    if text.len() <= FRAGMENT {
-        return sink.feed(Message::text(text)).await;
+    prefix: String,
+    body: &Bytes,
+) -> Result<usize, tokio_tungstenite::tungstenite::Error> {
+    let len = prefix.len() + body.len();
+    if len <= FRAGMENT {
+        let mut text = prefix;
+        // Bodies are serde_json output sliced after its ASCII `{`: always UTF-8.
+        text.push_str(std::str::from_utf8(body).unwrap_or("\"type\":\"error\"}"));
+        sink.feed(Message::text(text)).await?;
+        return Ok(len);
     }
-    let bytes = Bytes::from(text);
+    sink.feed(Message::Frame(Frame::message(
+        Bytes::from(prefix),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await?;
     let mut start = 0;
-    while start < bytes.len() {
-        let end = (start + FRAGMENT).min(bytes.len());
-        let opcode = if start == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
+    while start < body.len() {
+        let end = (start + FRAGMENT).min(body.len());
         sink.feed(Message::Frame(Frame::message(
-            bytes.slice(start..end),
-            opcode,
-            end == bytes.len(),
+            body.slice(start..end),
+            OpCode::Data(Data::Continue),
+            end == body.len(),
         )))
         .await?;
         start = end;
     }
-    Ok(())
+    Ok(len)
+}
+
+/// How a write ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    Ok,
+    /// Dropped (counted): error or write timeout.
+    Failed,
+    /// Shutdown began during the write.
+    Cancelled,
 }
 
 struct Client {
@@ -70,36 +96,55 @@ struct Client {
     seq: u64,
     metrics: Arc<Metrics>,
     limits: Limits,
+    cancel: CancellationToken,
 }
 
 impl Client {
-    /// Writes `bodies` as frames with consecutive seqs, in one flush, within the write timeout.
-    async fn send(&mut self, bodies: &[Body]) -> bool {
+    /// Writes `pieces` with consecutive seqs, in one flush, within the write timeout.
+    async fn send(&mut self, pieces: &[Piece]) -> Sent {
         let mut bytes = 0;
         let write = async {
-            for body in bodies {
-                let text = frame(self.seq, body);
+            for piece in pieces {
+                bytes += match piece {
+                    Piece::Frame(body) => feed_text(&mut self.sink, frame_prefix(self.seq), body),
+                    Piece::Snapshot { resync, body } => {
+                        feed_text(&mut self.sink, snapshot_prefix(self.seq, *resync), body)
+                    }
+                }
+                .await?;
                 self.seq += 1;
-                bytes += text.len();
-                feed_text(&mut self.sink, text).await?;
             }
             self.sink.flush().await
         };
-        match tokio::time::timeout(self.limits.write_timeout, write).await {
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(self.limits.write_timeout, write) => r,
+            () = self.cancel.cancelled() => return Sent::Cancelled,
+        };
+        match outcome {
             Ok(Ok(())) => {
-                self.metrics.messages_out.inc_by(bodies.len() as u64);
+                self.metrics.messages_out.inc_by(pieces.len() as u64);
                 self.metrics.bytes_out.inc_by(bytes as u64);
-                true
+                Sent::Ok
             }
             Ok(Err(_)) => {
                 self.metrics.dropped("error");
-                false
+                Sent::Failed
             }
             Err(_) => {
                 self.metrics.dropped("write_timeout");
-                false
+                Sent::Failed
             }
         }
+    }
+
+    /// The 1001 close on shutdown, bounded so a client that does not read cannot hang it.
+    async fn close_going_away(&mut self) {
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "gateway shutting down".into(),
+        }));
+        let bound = self.limits.write_timeout.min(CLOSE_WRITE);
+        let _ = tokio::time::timeout(bound, self.sink.send(close)).await;
     }
 }
 
@@ -113,6 +158,16 @@ impl Drop for Connected {
     fn drop(&mut self) {
         self.metrics.clients.dec();
     }
+}
+
+/// The pieces a join gives: the snapshot, then the frames it does not contain yet.
+fn joined_pieces(joined: Joined, resync: bool, batch: &mut Vec<Piece>) -> broadcast::Receiver<Out> {
+    batch.push(Piece::Snapshot {
+        resync,
+        body: joined.snapshot,
+    });
+    batch.extend(joined.catch_up.into_iter().map(Piece::Frame));
+    joined.rx
 }
 
 pub async fn serve(
@@ -135,35 +190,44 @@ pub async fn serve(
         seq: 0,
         metrics: metrics.clone(),
         limits,
+        cancel: cancel.clone(),
     };
-    hub.wait_synced(limits.first_sync_wait).await;
-    let (mut rx, snapshot) = hub.join(false);
-    if !client.send(&[snapshot]).await {
-        return;
+    let mut batch: Vec<Piece> = Vec::with_capacity(BATCH);
+    let joined = tokio::select! {
+        joined = async {
+            hub.wait_synced(limits.first_sync_wait).await;
+            hub.join().await
+        } => joined,
+        () = cancel.cancelled() => {
+            client.close_going_away().await;
+            return;
+        }
+    };
+    let mut rx = joined_pieces(joined, false, &mut batch);
+    match client.send(&batch).await {
+        Sent::Ok => {}
+        Sent::Failed => return,
+        Sent::Cancelled => {
+            client.close_going_away().await;
+            return;
+        }
     }
     let mut ping =
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut last_heard = Instant::now();
-    let mut batch: Vec<Body> = Vec::with_capacity(BATCH);
     loop {
+        batch.clear();
+        let mut oldest = None;
         tokio::select! {
             biased;
-            () = cancel.cancelled() => {
-                let close = Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "gateway shutting down".into() }));
-                let _ = tokio::time::timeout(limits.write_timeout, client.sink.send(close)).await;
-                break;
-            }
+            () = cancel.cancelled() => break,
             incoming = stream.next() => {
                 last_heard = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(&text) {
                         Ok(ClientMessage::Resync) => {
-                            let (new_rx, snapshot) = hub.join(true);
-                            rx = new_rx;
                             metrics.resyncs.inc();
-                            if !client.send(&[snapshot]).await {
-                                break;
-                            }
+                            rx = joined_pieces(hub.join().await, true, &mut batch);
                         }
                         Err(_) => {
                             metrics.client_messages_ignored.inc();
@@ -175,81 +239,70 @@ pub async fn serve(
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => {
                         metrics.dropped("closed");
-                        break;
+                        return;
                     }
                     // Oversize frames and protocol violations end here, counted.
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "client connection error");
                         metrics.dropped("error");
-                        break;
+                        return;
                     }
                 }
             }
             out = rx.recv() => {
-                batch.clear();
-                let mut oldest = None;
-                if !take(&hub, &metrics, &mut rx, out, &mut batch, &mut oldest) {
-                    break;
-                }
-                while batch.len() < BATCH {
+                let mut resync = match out {
+                    Ok(out) => take(out, &mut batch, &mut oldest),
+                    Err(broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                while !resync && batch.len() < BATCH {
                     match rx.try_recv() {
-                        Ok(out) => {
-                            if !take(&hub, &metrics, &mut rx, Ok(out), &mut batch, &mut oldest) {
-                                break;
-                            }
-                        }
-                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                            let lagged = Err(broadcast::error::RecvError::Lagged(n));
-                            take(&hub, &metrics, &mut rx, lagged, &mut batch, &mut oldest);
-                        }
+                        Ok(out) => resync = take(out, &mut batch, &mut oldest),
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => resync = true,
                         Err(_) => break,
                     }
                 }
-                if !client.send(&batch).await {
-                    break;
-                }
-                if let Some(at) = oldest {
-                    metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+                // After a lag or a replaced view: a fresh snapshot (what is already
+                // batched stays: it came before).
+                if resync {
+                    metrics.resyncs.inc();
+                    rx = joined_pieces(hub.join().await, true, &mut batch);
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.idle_timeout {
                     metrics.dropped("idle");
-                    break;
+                    return;
                 }
                 let ping = tokio::time::timeout(limits.write_timeout, client.sink.send(Message::Ping(Default::default()))).await;
                 if !matches!(ping, Ok(Ok(()))) {
                     metrics.dropped("write_timeout");
-                    break;
+                    return;
                 }
             }
         }
+        if !batch.is_empty() {
+            match client.send(&batch).await {
+                Sent::Ok => {}
+                Sent::Failed => return,
+                Sent::Cancelled => break,
+            }
+            if let Some(at) = oldest {
+                metrics.delivery_seconds.observe(at.elapsed().as_secs_f64());
+            }
+        }
     }
+    client.close_going_away().await;
 }
 
-/// Adds what one broadcast item means for this client to `batch`: a frame, or after a
-/// lag or a resync a fresh snapshot (what is already batched stays: it came before).
-/// Returns false when the feed ended.
-fn take(
-    hub: &Hub,
-    metrics: &Metrics,
-    rx: &mut broadcast::Receiver<Out>,
-    out: Result<Out, broadcast::error::RecvError>,
-    batch: &mut Vec<Body>,
-    oldest: &mut Option<std::time::Instant>,
-) -> bool {
+/// Adds one broadcast item to `batch`; returns true when it asks for a fresh snapshot.
+fn take(out: Out, batch: &mut Vec<Piece>, oldest: &mut Option<std::time::Instant>) -> bool {
     match out {
-        Ok(Out::Frame(body, at)) => {
+        Out::Frame(body, at) => {
             *oldest = Some(oldest.map_or(at, |o: std::time::Instant| o.min(at)));
-            batch.push(body);
+            batch.push(Piece::Frame(body));
+            false
         }
-        Ok(Out::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
-            let (new_rx, snapshot) = hub.join(true);
-            *rx = new_rx;
-            batch.push(snapshot);
-            metrics.resyncs.inc();
-        }
-        Err(broadcast::error::RecvError::Closed) => return false,
+        Out::Resync => true,
     }
-    true
 }

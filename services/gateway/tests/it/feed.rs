@@ -54,19 +54,13 @@ async fn snapshot_first_then_every_change_reaches_every_client_in_order() -> any
         let beat = until(ws, seq, SOON, |m| m["type"] == "monitor").await?;
         assert!(beat["data"]["monitor_id"].is_string());
     }
-    // A client connecting now sees the same state in its snapshot.
+    // A client connecting now sees the same state from its snapshot on.
     let mut c = connect(&gw.ws_url(), None).await?;
     let mut sc = 0;
-    let snap = until(&mut c, &mut sc, SOON, |_| true).await?;
-    assert_eq!(snapshot_status(&snap, "billing").as_deref(), Some("DOWN"));
-    let billing = snap["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["service"] == "billing"))
-        .cloned();
-    assert_eq!(
-        billing.map(|b| b["alerts"][0]["alert"].clone()),
-        Some(json!("SERVICE_DOWN"))
-    );
+    let view = joined_view(&mut c, &mut sc, &client, "marker").await?;
+    let billing = view.get("billing").cloned().unwrap_or_default();
+    assert_eq!(billing["status"], "DOWN", "{view:?}");
+    assert_eq!(billing["alerts"][0]["alert"], json!("SERVICE_DOWN"));
     // ... and the gateway's /api/status agrees with the monitor's.
     let mine = gw.get_json("/api/status").await?;
     let theirs = monitor.get_json("/api/status").await?;

@@ -167,3 +167,51 @@ pub fn snapshot_status(snapshot: &Value, service: &str) -> Option<String> {
         .find(|s| s["service"] == service)
         .and_then(|s| s["status"].as_str().map(str::to_owned))
 }
+
+/// A client's view of every service right after it joined: its snapshot with the frames
+/// that follow it applied (a snapshot may be a recent shared one plus catch-up frames),
+/// up to a marker service published (through the monitor) after the snapshot arrived.
+pub async fn joined_view(
+    ws: &mut Ws,
+    seq: &mut u64,
+    client: &async_nats::Client,
+    marker: &str,
+) -> Result<std::collections::BTreeMap<String, Value>> {
+    let snap = until(ws, seq, SOON, |_| true).await?;
+    if snap["type"] != "snapshot" {
+        bail!("first message is not a snapshot: {snap}");
+    }
+    let mut view: std::collections::BTreeMap<String, Value> = snap["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["service"].as_str()?.to_owned(), s.clone())))
+        .collect();
+    publish_sample(client, marker, 0, false).await?;
+    loop {
+        let m = until(ws, seq, SOON, |_| true).await?;
+        let Some(svc) = m["data"]["service"].as_str() else {
+            continue;
+        };
+        let entry = view
+            .entry(svc.to_owned())
+            .or_insert_with(|| json!({"service": svc, "alerts": []}));
+        match m["type"].as_str() {
+            Some("status") if m["data"]["status"] == "RETIRED" => {
+                view.remove(svc);
+            }
+            Some("status") => entry["status"] = m["data"]["status"].clone(),
+            Some("alert") => {
+                let alerts = entry["alerts"].as_array_mut().context("alerts")?;
+                alerts.retain(|a| a["id"] != m["data"]["id"]);
+                if m["data"]["state"] == "firing" {
+                    alerts.push(m["data"].clone());
+                }
+            }
+            _ => {}
+        }
+        if is_status(&m, marker, "HEALTHY") {
+            return Ok(view);
+        }
+    }
+}

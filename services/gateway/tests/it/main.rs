@@ -3,5 +3,6 @@
 
 mod abuse;
 mod feed;
+mod hardening;
 mod helpers;
 mod outages;
