@@ -6,4 +6,5 @@ pub mod detection;
 pub mod feed;
 pub mod ingest;
 pub mod raw;
+pub mod resync;
 pub mod util;

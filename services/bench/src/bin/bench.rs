@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench::{detection, feed, ingest, raw, util};
+use bench::{detection, feed, ingest, raw, resync, util};
 use clap::Parser;
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -28,6 +28,17 @@ struct Args {
     ingest_only: Option<usize>,
     #[arg(long, default_value_t = 100, requires = "ingest_only")]
     rounds: u64,
+    /// Only the gateway's peak RSS during a resync of every client (printed as JSON):
+    /// `--resync-clients` clients on a `--resync-services` view; nothing is written.
+    #[arg(long)]
+    resync_rss: bool,
+    /// The gateway binary to measure (default: the one built beside this one).
+    #[arg(long, default_value = "gateway", requires = "resync_rss")]
+    gateway_bin: String,
+    #[arg(long, default_value_t = 2_000, requires = "resync_rss")]
+    resync_clients: usize,
+    #[arg(long, default_value_t = 5_000, requires = "resync_rss")]
+    resync_services: usize,
 }
 
 struct Plan {
@@ -130,6 +141,11 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(services) = args.ingest_only {
         let run = ingest::run(services, args.rounds, 2).await?;
+        print_json(&run)?;
+        return Ok(());
+    }
+    if args.resync_rss {
+        let run = resync::run(&args.gateway_bin, args.resync_services, args.resync_clients).await?;
         print_json(&run)?;
         return Ok(());
     }
