@@ -103,3 +103,30 @@ describe('App (server render)', () => {
     conn.stop();
   });
 });
+
+describe('ServiceCard (server render)', () => {
+  it('with the monitor down, shows the health check beside the stale figures, marked as such', async () => {
+    const { default: ServiceCard } = await import('./lib/components/ServiceCard.svelte');
+    const { initialState, reduce } = await import('./lib/reducer');
+    const view = reduce(initialState(), metricsMsg(1, { service: 'auth', at_ms: T0 }), T0);
+    const service = view.services.get('auth')!;
+    const props = {
+      service,
+      check: { service: 'auth', url: 'http://h:3001/health', check: 'up' as const, detail: 'ok', mode: 'clear', checkedAtMs: T0 + 11_000 },
+      now: T0 + 12_000,
+      offsetMs: 0,
+      onOpenData: () => {},
+    };
+    const down = render(ServiceCard, { props: { ...props, mode: 'monitor-down' as const } }).body;
+    expect(down).toContain('data-source="health-check"');
+    expect(down).toContain('data-context="monitor-down"');
+    expect(down).toContain('data-check="up"');
+    expect(down).toContain('(monitor down, figures from 12 s ago)');
+    expect(down).toContain('data-status="HEALTHY"'); // the monitor's last word stays
+    const live = render(ServiceCard, { props: { ...props, check: undefined, mode: 'live' as const } }).body;
+    expect(live).not.toContain('data-source="health-check"');
+    const fallback = render(ServiceCard, { props: { ...props, mode: 'fallback' as const } }).body;
+    expect(fallback).toContain('data-context="fallback"');
+    expect(fallback).not.toContain('monitor down');
+  });
+});

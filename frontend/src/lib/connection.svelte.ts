@@ -1,17 +1,16 @@
 // The one place that talks to the outside: the gateway's WebSocket (with reconnect backoff and
-// a silence watchdog), the monitor-heartbeat freshness timer, the fallback health polling, the
-// history and /data fetches, and the per-frame batching of feed messages. Components read its
-// $state fields; everything that decides something is a pure function in reducer.ts,
-// fallback.ts or backoff.ts.
+// a silence watchdog), the monitor-heartbeat freshness timer, the health polling in fallback
+// and monitor-down mode (HealthPoller), the history (HistoryFetcher) and /data fetches, and the
+// per-frame batching of feed messages. Components read its $state fields; everything that
+// decides something is a pure function in reducer.ts, fallback.ts or backoff.ts.
 
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 import {
-  classifyHealth,
   dataUrlFor,
+  forgetUrls,
   healthTargets,
   loadStoredUrls,
   parseConfigHealth,
-  probeHealth,
   rememberUrls,
   saveStoredUrls,
   type HealthCheck,
@@ -19,7 +18,9 @@ import {
   type HealthTarget,
   type StorageLike,
 } from './fallback';
-import { parseFeedMessage, parseHistory, RESYNC_MESSAGE, type StatusChange } from './protocol';
+import { HistoryFetcher } from './history.svelte';
+import { HealthPoller } from './poller.svelte';
+import { parseFeedMessage, RESYNC_MESSAGE, type StatusChange } from './protocol';
 import {
   announceStatusChanges,
   checkSeq,
@@ -89,6 +90,13 @@ export interface ConnectionOptions {
   /** A requested snapshot that does not come within this long closes the socket. */
   resyncTimeoutMs: number;
   historyLimit: number;
+  /** A history fetch after a resync first waits a random 0 to this long (spreads a stampede). */
+  historyJitterMs: number;
+  /** At most one history fetch per this long; requests meanwhile wait for it. */
+  historyMinIntervalMs: number;
+  /** After the gateway says its feed is live again, wait this long for its snapshot before
+   * asking for one. */
+  liveAgainResyncMs: number;
   dataTimeoutMs: number;
 }
 
@@ -106,6 +114,9 @@ export const DEFAULT_OPTIONS: Omit<ConnectionOptions, 'wsUrl'> = {
   silenceMs: 10_000,
   resyncTimeoutMs: 5000,
   historyLimit: 100,
+  historyJitterMs: 2000,
+  historyMinIntervalMs: 5000,
+  liveAgainResyncMs: 3000,
   dataTimeoutMs: 8000,
 };
 
@@ -162,14 +173,6 @@ function withToken(url: string, token: string | null): string {
   return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
 }
 
-function originOf(url: string): string {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return url;
-  }
-}
-
 export class Connection {
   // ---- state the components read ----
   /** The reduced feed: services, alerts, timeline, monitor heartbeat, gateway state. */
@@ -181,17 +184,12 @@ export class Connection {
   monitorFresh = $state(false);
   /** Browser clock, advanced every second: what ages ("5 s ago") are computed against. */
   now = $state(0);
-  /** Fallback results by service name; empty unless polling. */
+  /** Health-check results by service name; empty unless polling (fallback or monitor down). */
   checks = $state.raw<ReadonlyMap<string, HealthCheckResult>>(new Map());
-  /** What the fallback polls (also services known only from memory or configuration). */
+  /** What the poller polls (also services known only from memory or configuration). */
   targets = $state.raw<readonly HealthTarget[]>([]);
   /** Service names in fallback: unreachable first, then degraded, unchecked, up; then by name. */
   fallbackOrder = $state.raw<readonly string[]>([]);
-  polling = $state(false);
-  /** Browser clock when the current fallback began (null when not in fallback). */
-  fallbackSinceMs = $state<number | null>(null);
-  /** Browser clock of the last completed poll round. */
-  lastPollMs = $state<number | null>(null);
   /** When the next reconnect attempt starts (browser clock); null when none is scheduled. */
   reconnectAtMs = $state<number | null>(null);
   /** Reconnect attempts since the last snapshot. */
@@ -209,6 +207,8 @@ export class Connection {
   // ---- internals ----
   readonly #deps: ConnectionDeps;
   readonly #opts: ConnectionOptions;
+  readonly #poller: HealthPoller;
+  readonly #history: HistoryFetcher;
   #ws: WebSocketLike | null = null;
   #tracker: SeqTracker = newSeqTracker();
   #hasSnapshot = false;
@@ -220,10 +220,8 @@ export class Connection {
   #reconnectTimer: unknown = null;
   #freshTimer: unknown = null;
   #tickTimer: unknown = null;
-  #pollTimer: unknown = null;
   #storageTimer: unknown = null;
-  #pollGeneration = 0;
-  #historyGeneration = 0;
+  #liveAgainTimer: unknown = null;
   #lastMessageMs = 0;
   #resyncSentMs: number | null = null;
   #stored: Readonly<Record<string, string>> = {};
@@ -236,6 +234,52 @@ export class Connection {
     this.#deps = deps;
     this.#configured = [...this.#opts.configuredHealth];
     this.now = deps.now();
+    const o = this.#opts;
+    this.#poller = new HealthPoller(
+      { intervalMs: o.pollIntervalMs, timeoutMs: o.pollTimeoutMs, concurrencyPerOrigin: o.pollConcurrencyPerOrigin },
+      deps,
+      {
+        targets: () => (this.targets = healthTargets(this.view.services.values(), this.#stored, this.#configured)),
+        onResult: (r) => {
+          (this.#checksPending ??= new Map(this.checks)).set(r.service, r);
+          this.#scheduleFlush();
+        },
+        onRound: (results) => {
+          // Services that are no longer targets lose their old result.
+          const merged = this.#checksPending ?? new Map(this.checks);
+          for (const k of [...merged.keys()]) if (!results.has(k)) merged.delete(k);
+          this.#checksPending = merged;
+          this.#flush();
+        },
+      },
+    );
+    this.#history = new HistoryFetcher(
+      {
+        url: withToken(`${o.apiBase}/api/history?limit=${o.historyLimit}`, o.token),
+        jitterMs: o.historyJitterMs,
+        minIntervalMs: o.historyMinIntervalMs,
+        timeoutMs: 5000,
+      },
+      deps,
+      (h) => (this.view = mergeHistory(this.view, h.events)),
+    );
+  }
+
+  /** Health endpoints are being polled (fallback, or the monitor is down). */
+  get polling(): boolean {
+    return this.#poller.active;
+  }
+  /** Browser clock when the current stretch of polling began (null when not polling). */
+  get pollingSinceMs(): number | null {
+    return this.#poller.sinceMs;
+  }
+  /** Browser clock of the last completed poll round. */
+  get lastPollMs(): number | null {
+    return this.#poller.lastRoundMs;
+  }
+  /** `/api/history` fetches started so far. */
+  get historyFetches(): number {
+    return this.#history.fetches;
   }
 
   /** Loads remembered URLs, starts the clock and the first connection attempt. */
@@ -254,10 +298,11 @@ export class Connection {
     this.#started = false;
     this.#dropSocket();
     this.#stopPolling();
-    for (const t of [this.#connectTimer, this.#reconnectTimer, this.#freshTimer, this.#tickTimer, this.#storageTimer]) {
+    this.#history.cancel();
+    for (const t of [this.#connectTimer, this.#reconnectTimer, this.#freshTimer, this.#tickTimer, this.#storageTimer, this.#liveAgainTimer]) {
       if (t !== null) this.#deps.clearTimeout(t);
     }
-    this.#connectTimer = this.#reconnectTimer = this.#freshTimer = this.#tickTimer = this.#storageTimer = null;
+    this.#connectTimer = this.#reconnectTimer = this.#freshTimer = this.#tickTimer = this.#storageTimer = this.#liveAgainTimer = null;
     this.#cancelFrame?.();
     this.#cancelFrame = null;
     this.reconnectAtMs = null;
@@ -457,8 +502,11 @@ export class Connection {
     this.#queue = [];
     const batch: Received[] = [];
     const changes: StatusChange[] = [];
+    const retired: string[] = [];
     let snapshot = false;
-    let natsLost = false;
+    // The gateway lost NATS or says its own feed is broken: what it sends is not kept current.
+    let feedDown = false;
+    let liveAgain = false;
     for (const item of items) {
       const { verdict, next } = checkSeq(this.#tracker, item.msg);
       this.#tracker = next;
@@ -471,13 +519,17 @@ export class Connection {
       const m = item.msg;
       if (m.type === 'snapshot') {
         snapshot = true;
-        natsLost = !m.gateway.nats_connected;
+        feedDown = !m.gateway.nats_connected || !m.gateway.live;
+        liveAgain = false;
       } else if (m.type === 'status') {
         changes.push(m.data);
+        if (m.data.status === 'RETIRED') retired.push(m.data.service);
       } else if (m.type === 'gateway') {
-        natsLost = !m.data.nats_connected;
+        const down = !m.data.nats_connected || !m.data.live;
+        liveAgain = !down && (feedDown || !this.#hasSnapshot);
+        feedDown = down;
         // Until a fresh snapshot, what we hold may have missed events.
-        if (natsLost) this.#hasSnapshot = false;
+        if (down) this.#hasSnapshot = false;
       }
     }
     // A gap after a snapshot in this same batch leaves a resync pending.
@@ -489,12 +541,14 @@ export class Connection {
     }
     this.view = reduceBatch(this.view, batch);
     if (snapshot) {
-      this.#hasSnapshot = !natsLost;
-      if (!natsLost) this.attempt = 0;
-      void this.#loadHistory();
+      this.#hasSnapshot = !feedDown;
+      if (!feedDown) this.attempt = 0;
+      this.#history.request();
     }
-    if (natsLost) this.#everFailed = true;
+    if (feedDown) this.#everFailed = true;
+    this.#armLiveAgain(liveAgain && !this.#hasSnapshot);
     if (changes.length > 0) this.announcement = announceStatusChanges(changes);
+    if (retired.length > 0) this.#forget(retired);
     this.#remember();
     this.#armFreshness();
     this.#sync();
@@ -529,11 +583,37 @@ export class Connection {
       wsOpen: this.wsOpen,
       hasSnapshot: this.#hasSnapshot,
       natsConnected: this.view.gateway?.nats_connected ?? null,
+      feedLive: this.view.gateway?.live ?? null,
       monitorFresh: this.monitorFresh,
       everFailed: this.#everFailed,
     });
-    if (this.mode === 'fallback' && !this.polling && this.#started) this.#startPolling();
-    else if (this.mode !== 'fallback' && this.polling) this.#stopPolling();
+    // Without a live feed, and with a feed but no monitor to judge it, the services' own
+    // /health is the freshest word there is.
+    const poll = this.mode === 'fallback' || this.mode === 'monitor-down';
+    if (poll && !this.polling && this.#started) this.#startPolling();
+    else if (!poll && this.polling) this.#stopPolling();
+  }
+
+  /**
+   * The gateway said its feed is live again: it sends a snapshot then, but if none comes
+   * within a few seconds (an older gateway, or a lost message), ask for one, since until a
+   * snapshot the page keeps polling instead of trusting the feed.
+   */
+  #armLiveAgain(arm: boolean): void {
+    if (!arm) {
+      if (this.#hasSnapshot && this.#liveAgainTimer !== null) {
+        this.#deps.clearTimeout(this.#liveAgainTimer);
+        this.#liveAgainTimer = null;
+      }
+      return;
+    }
+    if (this.#liveAgainTimer !== null) return;
+    const ws = this.#ws;
+    const delay = this.#opts.liveAgainResyncMs + Math.floor(this.#deps.random() * this.#opts.liveAgainResyncMs);
+    this.#liveAgainTimer = this.#deps.setTimeout(() => {
+      this.#liveAgainTimer = null;
+      if (this.#ws === ws && ws !== null && this.wsOpen && !this.#hasSnapshot && !this.awaitingResync) this.requestResync();
+    }, delay);
   }
 
   #tick(): void {
@@ -555,27 +635,6 @@ export class Connection {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // History
-
-  async #loadHistory(): Promise<void> {
-    const gen = ++this.#historyGeneration;
-    const url = withToken(`${this.#opts.apiBase}/api/history?limit=${this.#opts.historyLimit}`, this.#opts.token);
-    const ctl = new AbortController();
-    const timer = this.#deps.setTimeout(() => ctl.abort(), 5000);
-    try {
-      const res = await this.#deps.fetch(url, { cache: 'no-store', signal: ctl.signal });
-      if (!res.ok) return;
-      const history = parseHistory(await res.json());
-      if (history === null || gen !== this.#historyGeneration) return;
-      this.view = mergeHistory(this.view, history.events);
-    } catch {
-      // The timeline keeps its live events; the next snapshot tries again.
-    } finally {
-      this.#deps.clearTimeout(timer);
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
   // Remembered health URLs
 
   #remember(): void {
@@ -589,6 +648,16 @@ export class Connection {
         this.#flushStorage();
       }, STORAGE_WRITE_MS);
     }
+  }
+
+  /** Retired services are not polled again: their URLs leave the page's memory. */
+  #forget(services: readonly string[]): void {
+    const next = forgetUrls(this.#stored, services);
+    if (next === this.#stored) return;
+    this.#stored = next;
+    this.#storedDirty = true;
+    this.targets = this.targets.filter((t) => !services.includes(t.service) || t.origin === 'config');
+    this.#flushStorage();
   }
 
   #flushStorage(): void {
@@ -611,78 +680,17 @@ export class Connection {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Fallback polling
+  // Health polling (fallback and monitor down)
 
   #startPolling(): void {
-    this.polling = true;
-    this.fallbackSinceMs = this.#deps.now();
-    this.#pollGeneration += 1;
-    void this.#pollRound(this.#pollGeneration);
+    this.#poller.start();
   }
 
   #stopPolling(): void {
-    this.polling = false;
-    this.#pollGeneration += 1;
-    if (this.#pollTimer !== null) this.#deps.clearTimeout(this.#pollTimer);
-    this.#pollTimer = null;
+    this.#poller.stop();
     this.#checksPending = null;
     this.checks = new Map();
     this.fallbackOrder = [];
-    this.fallbackSinceMs = null;
-    this.lastPollMs = null;
-  }
-
-  async #pollRound(gen: number): Promise<void> {
-    this.#pollTimer = null;
-    const started = this.#deps.now();
-    const targets = healthTargets(this.view.services.values(), this.#stored, this.#configured);
-    this.targets = targets;
-    // One queue per origin: a process serving many services is polled at most N at a time, so
-    // the timeout measures the service, not the browser's own connection queue.
-    const byOrigin = new Map<string, HealthTarget[]>();
-    for (const t of targets) {
-      const o = originOf(t.url);
-      const list = byOrigin.get(o);
-      if (list === undefined) byOrigin.set(o, [t]);
-      else list.push(t);
-    }
-    const results = new Map<string, HealthCheckResult>();
-    const record = (t: HealthTarget, r: HealthCheckResult) => {
-      results.set(t.service, r);
-      if (gen !== this.#pollGeneration) return;
-      (this.#checksPending ??= new Map(this.checks)).set(t.service, r);
-      this.#scheduleFlush();
-    };
-    const runOrigin = async (list: HealthTarget[]) => {
-      let refused: string | null = null;
-      let next = 0;
-      const worker = async () => {
-        while (next < list.length && gen === this.#pollGeneration) {
-          const t = list[next++]!;
-          if (refused !== null) {
-            // The whole origin refused connections this round: no need to knock on every door.
-            record(t, { service: t.service, url: t.url, check: 'unreachable', detail: refused, mode: null, checkedAtMs: this.#deps.now() });
-            continue;
-          }
-          const probe = await probeHealth(t.url, this.#opts.pollTimeoutMs, this.#deps);
-          const verdict = classifyHealth(probe);
-          if (probe.kind === 'network') refused = verdict.detail;
-          record(t, { ...verdict, service: t.service, url: t.url, checkedAtMs: this.#deps.now() });
-        }
-      };
-      const n = Math.max(1, Math.min(this.#opts.pollConcurrencyPerOrigin, list.length));
-      await Promise.all(Array.from({ length: n }, worker));
-    };
-    await Promise.all([...byOrigin.values()].map(runOrigin));
-    if (gen !== this.#pollGeneration) return;
-    // Services that are no longer targets lose their old result.
-    const merged = this.#checksPending ?? new Map(this.checks);
-    for (const k of [...merged.keys()]) if (!results.has(k)) merged.delete(k);
-    this.#checksPending = merged;
-    this.#flush();
-    this.lastPollMs = this.#deps.now();
-    const wait = Math.max(0, started + this.#opts.pollIntervalMs - this.#deps.now());
-    this.#pollTimer = this.#deps.setTimeout(() => void this.#pollRound(gen), wait);
   }
 
   #publishChecks(checks: Map<string, HealthCheckResult>): void {

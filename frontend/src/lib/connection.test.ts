@@ -320,3 +320,170 @@ describe('Connection', () => {
     c.stop();
   });
 });
+
+describe('Connection: monitor down, liveness, retirement, history', () => {
+  const checkMap = (c: Connection) => Object.fromEntries([...c.checks].map(([k, v]) => [k, v.check]));
+
+  it('monitor down: polls the remembered health URLs beside the stale figures, and stops when the monitor is back', async () => {
+    const { clock, deps, fetched } = world((url) => {
+      if (url.includes('/api/history')) return new Response('{"events":[]}');
+      if (url.includes(':3001/')) return healthy('auth');
+      return 'refuse';
+    });
+    const c = new Connection({ wsUrl: 'ws://h/ws' }, deps);
+    c.start();
+    ws().open();
+    ws().deliver(
+      snapshot(
+        0,
+        [serviceState('auth', { health_url: 'http://h:3001/health' }), serviceState('billing', { health_url: 'http://h:3002/health' })],
+        { at_ms: T0, monitor_seen_ms: T0 - 200, monitor: heartbeat() },
+      ),
+    );
+    await clock.advance(16);
+    expect(c.mode).toBe('live');
+    expect(c.polling).toBe(false);
+    const healthFetches = () => fetched.filter((u) => u.endsWith('/health')).length;
+    expect(healthFetches()).toBe(0);
+
+    await clock.advance(3400); // the heartbeat goes stale
+    expect(c.mode).toBe('monitor-down');
+    expect(c.polling).toBe(true);
+    await clock.advance(16);
+    expect(checkMap(c)).toEqual({ auth: 'up', billing: 'unreachable' });
+    // The monitor's last word stays as it was: a health check is shown beside it, not instead.
+    expect(c.view.services.get('billing')?.status).toBe('HEALTHY');
+    expect(c.view.services.get('auth')?.figures).not.toBeNull();
+
+    const before = healthFetches();
+    await clock.advance(2100);
+    expect(healthFetches()).toBeGreaterThan(before); // every 2 s, as in fallback
+
+    ws().deliver(monitorMsg(1, { at_ms: T0 + 6000 }));
+    await clock.advance(16);
+    expect(c.mode).toBe('live');
+    expect(c.polling).toBe(false);
+    expect(c.checks.size).toBe(0);
+    const back = healthFetches();
+    await clock.advance(3000); // (within the heartbeat's timeout)
+    expect(healthFetches()).toBe(back);
+    c.stop();
+  });
+
+  it('monitor down, then the gateway goes too: polling goes on without a restart', async () => {
+    const { clock, deps, fetched } = world((url) => (url.includes('/api/') ? new Response('{"events":[]}') : healthy('auth')));
+    const c = new Connection({ wsUrl: 'ws://h/ws' }, deps);
+    c.start();
+    ws().open();
+    ws().deliver(snapshot(0, [serviceState('auth', { health_url: 'http://h:3001/health' })], { monitor_seen_ms: T0 - 200, monitor: heartbeat() }));
+    await clock.advance(4000);
+    expect(c.mode).toBe('monitor-down');
+    const since = c.pollingSinceMs;
+    expect(since).not.toBeNull();
+    ws().fail();
+    expect(c.mode).toBe('fallback');
+    expect(c.polling).toBe(true);
+    expect(c.pollingSinceMs).toBe(since);
+    await clock.advance(2100);
+    expect(c.checks.get('auth')?.check).toBe('up');
+    expect(fetched.filter((u) => u.endsWith('/health')).length).toBeGreaterThan(1);
+    c.stop();
+  });
+
+  it('a gateway whose feed is not live is never shown as live, and is asked for a snapshot when live again without one', async () => {
+    const { clock, deps } = world((url) => (url.includes('/api/') ? new Response('{"events":[]}') : healthy('a')));
+    const c = new Connection({ wsUrl: 'ws://h/ws', liveAgainResyncMs: 3000 }, deps);
+    c.start();
+    ws().open();
+    ws().deliver(snapshot(0, [serviceState('a')]));
+    await clock.advance(16);
+    expect(c.mode).toBe('live');
+
+    ws().deliver(gatewayMsg(1, true, T0 + 1, false, 'subscription ended'));
+    await clock.advance(16);
+    expect(c.mode).toBe('fallback');
+    expect(c.polling).toBe(true);
+    expect(c.view.gateway?.live).toBe(false);
+    expect(c.view.gateway?.problem).toBe('subscription ended');
+
+    ws().deliver(gatewayMsg(2, true, T0 + 2, true));
+    await clock.advance(16);
+    expect(c.mode).toBe('fallback'); // until a snapshot shows the view is current
+    expect(ws().sent).toEqual([]);
+    await clock.advance(4500); // 3 s plus a jitter of up to 3 s (random 0.5 here)
+    expect(ws().sent).toEqual(['{"type":"resync"}']);
+    ws().deliver(snapshot(3, [serviceState('a')], { resync: true }));
+    await clock.advance(16);
+    expect(c.mode).toBe('live');
+    expect(c.polling).toBe(false);
+    c.stop();
+  });
+
+  it('a snapshot from a gateway that says it is not live is not live', async () => {
+    const { clock, deps } = world((url) => (url.includes('/api/') ? new Response('{"events":[]}') : healthy('a')));
+    const c = new Connection({ wsUrl: 'ws://h/ws' }, deps);
+    c.start();
+    ws().open();
+    ws().deliver(
+      snapshot(0, [serviceState('a')], {
+        gateway: { nats_connected: true, at_ms: T0, source: 'kv', live: false, problem: 'snapshot sync keeps failing' },
+      }),
+    );
+    await clock.advance(16);
+    expect(c.mode).toBe('fallback');
+    expect(c.polling).toBe(true);
+    expect(c.view.services.get('a')).toBeDefined(); // its view is still shown, as last known
+    c.stop();
+  });
+
+  it('a RETIRED service leaves the page and its health URL is forgotten', async () => {
+    const { clock, deps, fetched, storage } = world((url) => (url.includes('/api/') ? new Response('{"events":[]}') : healthy('x')));
+    const c = new Connection({ wsUrl: 'ws://h/ws' }, deps);
+    c.start();
+    ws().open();
+    ws().deliver(
+      snapshot(0, [serviceState('auth', { health_url: 'http://h:3001/health' }), serviceState('billing', { health_url: 'http://h:3002/health', status: 'DOWN' })]),
+    );
+    await clock.advance(2016);
+    expect(Object.keys(JSON.parse(storage.getItem(STORAGE_KEY)!)).sort()).toEqual(['auth', 'billing']);
+
+    ws().deliver(statusMsg(1, { service: 'billing', status: 'RETIRED', previous: 'DOWN', reasons: ['retired'] }));
+    await clock.advance(16);
+    expect([...c.view.services.keys()]).toEqual(['auth']);
+    expect(c.view.counts.DOWN).toBe(0);
+    expect(c.announcement).toBe('billing is RETIRED (retired).');
+    expect(Object.keys(JSON.parse(storage.getItem(STORAGE_KEY)!))).toEqual(['auth']);
+
+    ws().fail(); // and in fallback it is not polled
+    await clock.advance(10);
+    expect(c.targets.map((t) => t.service)).toEqual(['auth']);
+    expect(fetched.some((u) => u.includes(':3002/'))).toBe(false);
+    c.stop();
+  });
+
+  it('fetches /api/history once per burst of resyncs, after a jitter', async () => {
+    const { clock, deps, fetched } = world();
+    const c = new Connection({ wsUrl: 'ws://h/ws', historyJitterMs: 2000, historyMinIntervalMs: 5000 }, deps);
+    c.start();
+    ws().open();
+    const history = () => fetched.filter((u) => u.includes('/api/history')).length;
+    ws().deliver(snapshot(0, [serviceState('a')]));
+    await clock.advance(16);
+    expect(history()).toBe(1); // the page's first: at once
+
+    // A gateway resync: the same page gets several snapshots in a row.
+    for (let seq = 1; seq <= 3; seq++) {
+      ws().deliver(snapshot(seq, [serviceState('a')], { resync: true }));
+      await clock.advance(16);
+    }
+    expect(history()).toBe(1);
+    await clock.advance(5000 - 48 + 1000 - 1); // 5 s after the first ended, plus 1 s of jitter (random 0.5)
+    expect(history()).toBe(1);
+    await clock.advance(2);
+    expect(history()).toBe(2);
+    await clock.advance(20_000);
+    expect(history()).toBe(2);
+    expect(c.historyFetches).toBe(2);
+    c.stop();
+  });
+});

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   classifyHealth,
   dataUrlFor,
+  forgetUrls,
   healthTargets,
   isFetchableUrl,
   loadStoredUrls,
@@ -174,6 +175,16 @@ describe('URLs', () => {
 });
 
 describe('remembered URLs (localStorage)', () => {
+  it('forgets retired services, and is the same object when it knew none of them', () => {
+    const a = rememberUrls({}, [
+      { service: 'auth', health_url: 'http://h:3001/health' },
+      { service: 'billing', health_url: 'http://h:3002/health' },
+    ]);
+    expect(forgetUrls(a, ['billing'])).toEqual({ auth: 'http://h:3001/health' });
+    expect(forgetUrls(a, ['nope'])).toBe(a);
+    expect(forgetUrls(a, [])).toBe(a);
+  });
+
   it('round-trips through storage', () => {
     const storage = new MemoryStorage();
     expect(loadStoredUrls(storage)).toEqual({});

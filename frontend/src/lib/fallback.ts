@@ -198,6 +198,14 @@ export function rememberUrls(
   return next;
 }
 
+/** Drops the URLs of `services` (retired ones); the same object when none was remembered. */
+export function forgetUrls(stored: Readonly<Record<string, string>>, services: readonly string[]): Readonly<Record<string, string>> {
+  if (!services.some((s) => Object.hasOwn(stored, s))) return stored;
+  const next = { ...stored };
+  for (const s of services) delete next[s];
+  return next;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Configuration: `?health=url1,url2` on the page URL, or `config.json` next to index.html:
 // `{"health": ["http://...", ...]}` or `{"health": {"billing": "http://..."}}`.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFeedMessage, parseHistory, parseSnapshot, RESYNC_MESSAGE, type FeedMessage } from './protocol';
+import { parseFeedMessage, parseHistory, parseSnapshot, RESYNC_MESSAGE, STATUSES, type FeedMessage } from './protocol';
 import { alertMsg, gatewayMsg, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg } from './testdata';
 
 const roundTrip = (v: unknown) => parseFeedMessage(JSON.stringify(v));
@@ -89,6 +89,50 @@ describe('parseFeedMessage', () => {
     raw.services[0].status = 'WEIRD';
     const parsed = parseFeedMessage(JSON.stringify(raw));
     expect(parsed?.type === 'snapshot' && parsed.services.map((s) => s.service)).toEqual(['b']);
+  });
+});
+
+describe('fields added with the RETIRED and liveness work', () => {
+  it('every status of the Rust type is known, RETIRED included', () => {
+    expect([...STATUSES].sort()).toEqual(['DEGRADED', 'DOWN', 'HEALTHY', 'RETIRED', 'UNKNOWN']);
+    const m = roundTrip(statusMsg(1, { service: 'gone', status: 'RETIRED', previous: 'DOWN', reasons: ['retired'] }));
+    expect(m?.type === 'status' && m.data.status).toBe('RETIRED');
+  });
+
+  it('gateway liveness: absent means live (an older gateway); false keeps its problem; anything else is refused', () => {
+    const old = roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor' } });
+    expect(old?.type === 'gateway' && old.data).toEqual({ nats_connected: true, at_ms: 1, source: 'monitor', live: true });
+    const dead = roundTrip(gatewayMsg(2, true, 5, false, 'subscription ended'));
+    expect(dead?.type === 'gateway' && dead.data).toEqual({ nats_connected: true, at_ms: 5, source: 'monitor', live: false, problem: 'subscription ended' });
+    expect(roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor', live: 'no' } })).toBeNull();
+    expect(roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor', live: false, problem: 7 } })).toBeNull();
+    const snap = roundTrip({ ...snapshot(0, []), gateway: { nats_connected: true, at_ms: 1, source: 'kv', live: false, problem: null } });
+    expect(snap?.type === 'snapshot' && snap.gateway.live).toBe(false);
+  });
+
+  it('an alert resolve may say why; absent stays absent', () => {
+    const plain = roundTrip(alertMsg(1, { service: 'a' }));
+    expect(plain !== null && 'data' in plain && 'reason' in plain.data).toBe(false);
+    const why = roundTrip(alertMsg(1, { service: 'a', state: 'resolved', reason: 'retired' }));
+    expect(why?.type === 'alert' && why.data.reason).toBe('retired');
+    expect(roundTrip({ ...alertMsg(1, { service: 'a' }), data: { ...dataOf(alertMsg(1, { service: 'a' })), reason: 3 } })).toBeNull();
+  });
+
+  it('a heartbeat from a monitor that does not count missed samples yet reads as 0', () => {
+    const raw = JSON.parse(JSON.stringify(monitorMsg(1)));
+    delete raw.data.samples_missed;
+    const m = roundTrip(raw);
+    expect(m?.type === 'monitor' && m.data.samples_missed).toBe(0);
+    expect(roundTrip({ ...raw, data: { ...raw.data, samples_missed: -1 } })).toBeNull();
+  });
+
+  it('a snapshot page: paging fields default for an older monitor, next_after only when there is more', () => {
+    const old = parseSnapshot({ monitor_id: 'm', at_ms: 5, services: [serviceState('a')] });
+    expect(old).toMatchObject({ version: 0, page: 0, pages: 1, total: 0 });
+    expect(old !== null && 'next_after' in old).toBe(false);
+    const paged = parseSnapshot({ monitor_id: 'm', at_ms: 5, version: 3, page: 0, pages: 4, total: 9, next_after: 'b', services: [] });
+    expect(paged).toMatchObject({ version: 3, pages: 4, total: 9, next_after: 'b' });
+    expect(parseSnapshot({ monitor_id: 'm', at_ms: 5, pages: 'many', services: [] })).toBeNull();
   });
 });
 

@@ -189,6 +189,70 @@ describe('deltas', () => {
   });
 });
 
+describe('RETIRED', () => {
+  const withAlert = () =>
+    apply([
+      snapshot(0, [
+        serviceState('a'),
+        serviceState('gone', {
+          status: 'DOWN',
+          since_ms: T0 - 5000,
+          alerts: [{ id: 'gone:SERVICE_DOWN:1', alert: 'SERVICE_DOWN', value: 3.1, threshold: 3, since_ms: T0 - 5000 }],
+        }),
+      ]),
+      metricsMsg(1, { service: 'gone', status: 'DOWN', at_ms: T0 - 4000 }),
+    ]);
+
+  it('removes the service, its alerts, its count and its series; the timeline keeps the event', () => {
+    const before = withAlert();
+    expect(before.counts.DOWN).toBe(1);
+    expect(before.alerts).toHaveLength(1);
+    const s = reduce(before, statusMsg(2, { service: 'gone', status: 'RETIRED', previous: 'DOWN', reasons: ['retired'] }), NOW);
+    expect([...s.services.keys()]).toEqual(['a']);
+    expect(s.order).toEqual(['a']);
+    expect(s.counts).toEqual({ DOWN: 0, DEGRADED: 0, UNKNOWN: 0, HEALTHY: 1 });
+    expect(s.alerts).toEqual([]);
+    expect(s.timeline[0]).toMatchObject({ kind: 'status', data: { service: 'gone', status: 'RETIRED' } });
+    expect(s.services.get('a')).toBe(before.services.get('a')); // the others untouched
+  });
+
+  it('the resolves that follow (reason "retired") do not bring the card back; a new sample does', () => {
+    let s = reduce(withAlert(), statusMsg(2, { service: 'gone', status: 'RETIRED', previous: 'DOWN', reasons: ['retired'] }), NOW);
+    s = reduce(s, alertMsg(3, { service: 'gone', state: 'resolved', since_ms: 1, at_ms: T0 + 2000, reason: 'retired' }), NOW);
+    expect(s.services.has('gone')).toBe(false);
+    expect(s.timeline[0]).toMatchObject({ kind: 'alert', data: { state: 'resolved', reason: 'retired' } });
+    // It publishes again: back as new.
+    s = reduce(s, metricsMsg(4, { service: 'gone', at_ms: T0 + 5000 }), NOW);
+    expect(s.services.get('gone')?.status).toBe('HEALTHY');
+    expect(s.services.get('gone')?.series.cpu).toHaveLength(1);
+  });
+
+  it('a RETIRED older than the current status, or for an unknown service, changes nothing', () => {
+    const before = withAlert();
+    const old = reduce(before, statusMsg(2, { service: 'gone', status: 'RETIRED', at_ms: T0 - 60_000 }), NOW);
+    expect(old.services.has('gone')).toBe(true);
+    const unknown = reduce(before, statusMsg(2, { service: 'never', status: 'RETIRED' }), NOW);
+    expect(unknown.services).toBe(before.services);
+  });
+
+  it('a snapshot entry with status RETIRED is not shown', () => {
+    const s = apply([snapshot(0, [serviceState('a'), serviceState('x', { status: 'RETIRED' })])]);
+    expect([...s.services.keys()]).toEqual(['a']);
+  });
+
+  it('in a batch, as one by one', () => {
+    const msgs = [
+      statusMsg(2, { service: 'gone', status: 'RETIRED', previous: 'DOWN', reasons: ['retired'] }),
+      alertMsg(3, { service: 'gone', state: 'resolved', since_ms: 1, at_ms: T0 + 2000, reason: 'retired' }),
+    ];
+    const batched = reduceBatch(withAlert(), msgs.map((msg) => ({ msg, atMs: NOW })));
+    const single = apply(msgs, withAlert());
+    expect([...batched.services.keys()]).toEqual([...single.services.keys()]);
+    expect(batched.counts).toEqual(single.counts);
+    expect(batched.alerts).toEqual(single.alerts);
+  });
+});
+
 describe('timeline', () => {
   it('merges history without duplicates, newest first, bounded', () => {
     let s = apply([snapshot(0, [serviceState('a')]), statusMsg(1, { service: 'a', at_ms: T0 + 5000 })]);
@@ -292,7 +356,7 @@ describe('staleness', () => {
     expect(isMonitorFresh(s, NOW + 2500)).toBe(true);
     expect(isMonitorFresh(s, NOW + 2501)).toBe(false);
     // a snapshot without a heartbeat, from KV (the monitor did not answer): unknown, not fresh
-    const kv = { nats_connected: true, at_ms: gwNow - 100, source: 'kv' };
+    const kv = { nats_connected: true, at_ms: gwNow - 100, source: 'kv', live: true };
     const none = reduce(s, snapshot(1, [], { at_ms: gwNow, gateway: kv, monitor: null, monitor_seen_ms: null, resync: true }), NOW);
     expect(none.monitorSeenLocalMs).toBeNull();
     expect(isMonitorFresh(none, NOW)).toBe(false);
@@ -303,7 +367,7 @@ describe('staleness', () => {
     // heartbeat yet (restarted gateway): fresh for the timeout, counted from that answer.
     const skew = 3_600_000;
     const gwNow = NOW + skew;
-    const gateway = { nats_connected: true, at_ms: gwNow - 300, source: 'monitor' };
+    const gateway = { nats_connected: true, at_ms: gwNow - 300, source: 'monitor', live: true };
     const s = reduce(initialState(), snapshot(0, [], { at_ms: gwNow, gateway, monitor: null, monitor_seen_ms: null }), NOW);
     expect(s.monitor).toBeNull();
     expect(s.monitorSeenLocalMs).toBe(NOW - 300);
@@ -325,11 +389,15 @@ describe('staleness', () => {
 });
 
 describe('deriveMode', () => {
-  const base = { wsOpen: true, hasSnapshot: true, natsConnected: true, monitorFresh: true, everFailed: false };
+  const base = { wsOpen: true, hasSnapshot: true, natsConnected: true, feedLive: true, monitorFresh: true, everFailed: false };
   it('covers each state', () => {
     expect(deriveMode(base)).toBe('live');
     expect(deriveMode({ ...base, monitorFresh: false })).toBe('monitor-down');
     expect(deriveMode({ ...base, natsConnected: false })).toBe('fallback');
+    // The gateway's feed is broken although it has NATS: never live.
+    expect(deriveMode({ ...base, feedLive: false })).toBe('fallback');
+    expect(deriveMode({ ...base, feedLive: false, monitorFresh: false })).toBe('fallback');
+    expect(deriveMode({ ...base, feedLive: null })).toBe('live');
     expect(deriveMode({ ...base, wsOpen: false, hasSnapshot: false })).toBe('connecting');
     expect(deriveMode({ ...base, wsOpen: false, hasSnapshot: false, everFailed: true })).toBe('fallback');
     expect(deriveMode({ ...base, hasSnapshot: false, everFailed: true })).toBe('fallback');
@@ -351,5 +419,7 @@ describe('announcements', () => {
       reasons: [],
     }));
     expect(announceStatusChanges(many)).toBe('4 services changed status: 3 DOWN, 1 HEALTHY.');
+    const retired = many.map((c) => ({ ...c, status: 'RETIRED' as const }));
+    expect(announceStatusChanges(retired)).toBe('4 services changed status: 4 RETIRED.');
   });
 });

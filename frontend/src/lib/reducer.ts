@@ -34,9 +34,12 @@ export interface Series {
   err: readonly number[];
 }
 
+/** A status a service on the page can have: RETIRED removes the service instead. */
+export type ShownStatus = Exclude<Status, 'RETIRED'>;
+
 export interface ServiceView {
   service: string;
-  status: Status;
+  status: ShownStatus;
   /** When the current status began (monitor clock). */
   since_ms: number;
   /** The monitor's receive time of the last sample (monitor clock). */
@@ -60,7 +63,7 @@ export type TimelineItem =
   | { key: string; kind: 'status'; at_ms: number; data: StatusChange }
   | { key: string; kind: 'alert'; at_ms: number; data: AlertEvent };
 
-export type StatusCounts = Record<Status, number>;
+export type StatusCounts = Record<ShownStatus, number>;
 
 export interface DashboardState {
   services: ReadonlyMap<string, ServiceView>;
@@ -83,9 +86,9 @@ export interface DashboardState {
   snapshotLocalMs: number | null;
 }
 
-const RANK: Record<Status, number> = { DOWN: 0, DEGRADED: 1, UNKNOWN: 2, HEALTHY: 3 };
+const RANK: Record<ShownStatus, number> = { DOWN: 0, DEGRADED: 1, UNKNOWN: 2, HEALTHY: 3 };
 
-export function statusRank(s: Status): number {
+export function statusRank(s: ShownStatus): number {
   return RANK[s];
 }
 
@@ -154,10 +157,10 @@ export function placeholder(service: string, at_ms: number, health_url = ''): Se
   };
 }
 
-function fromServiceState(s: ServiceState, series: Series): ServiceView {
+function fromServiceState(s: ServiceState, status: ShownStatus, series: Series): ServiceView {
   return {
     service: s.service,
-    status: s.status,
+    status,
     since_ms: s.since_ms,
     last_seen_ms: s.last_seen_ms,
     reasons: s.reasons,
@@ -261,7 +264,11 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
         // services that are still there.
         const old = cur();
         const next = new Map<string, ServiceView>();
-        for (const s of msg.services) next.set(s.service, fromServiceState(s, old.get(s.service)?.series ?? EMPTY_SERIES));
+        for (const s of msg.services) {
+          // Never stored by the monitor; were one to come, it is gone all the same.
+          if (s.status === 'RETIRED') continue;
+          next.set(s.service, fromServiceState(s, s.status, old.get(s.service)?.series ?? EMPTY_SERIES));
+        }
         services = next;
         orderDirty = true;
         alertsDirty = true;
@@ -293,6 +300,15 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
         added.push(statusItem(d));
         const prev = cur().get(d.service);
         if (prev !== undefined && d.at_ms < prev.since_ms) break; // older than what we know
+        if (d.status === 'RETIRED') {
+          // The monitor no longer tracks it: the card, its alerts and its series go. If the
+          // service publishes again, it comes back as new.
+          if (prev === undefined) break;
+          svc().delete(d.service);
+          orderDirty = true;
+          if (prev.alerts.length > 0) alertsDirty = true;
+          break;
+        }
         const base = prev ?? placeholder(d.service, d.at_ms);
         if (prev !== undefined && prev.status === d.status && prev.since_ms === d.at_ms) break; // duplicate
         svc().set(d.service, { ...base, status: d.status, since_ms: d.at_ms, reasons: d.reasons });
@@ -303,6 +319,9 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
         const d = msg.data;
         added.push(alertItem(d));
         const prev = cur().get(d.service);
+        // A resolve says nothing about a service we do not know (e.g. one just retired, whose
+        // alerts resolve with reason "retired"): no card for it.
+        if (prev === undefined && d.state === 'resolved') break;
         const base = prev ?? placeholder(d.service, d.at_ms);
         const without = base.alerts.filter((a) => a.id !== d.id);
         let alerts: readonly ActiveAlert[];
@@ -310,10 +329,8 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
           alerts = [...without, { id: d.id, alert: d.alert, value: d.value, threshold: d.threshold, since_ms: d.since_ms }];
         } else if (without.length !== base.alerts.length) {
           alerts = without;
-        } else if (prev !== undefined) {
-          break; // resolve of an alert we do not hold: nothing to change
         } else {
-          alerts = without;
+          break; // resolve of an alert we do not hold: nothing to change
         }
         svc().set(d.service, { ...base, alerts });
         if (prev === undefined) orderDirty = true;
@@ -324,7 +341,15 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
         const d = msg.data;
         const prev = cur().get(d.service);
         if (prev?.summary_at_ms != null && d.at_ms <= prev.summary_at_ms) break; // duplicate or old
-        svc().set(d.service, applySummary(prev ?? placeholder(d.service, d.at_ms), d));
+        if (d.status === 'RETIRED') {
+          // Not sent by the monitor (it retires with a status change); handled alike if it were.
+          if (prev !== undefined && d.at_ms >= prev.since_ms) {
+            svc().delete(d.service);
+            orderDirty = alertsDirty = true;
+          }
+          break;
+        }
+        svc().set(d.service, applySummary(prev ?? placeholder(d.service, d.at_ms), d, d.status));
         if (prev === undefined || (d.at_ms >= prev.since_ms && prev.status !== d.status)) orderDirty = true;
         break;
       }
@@ -357,14 +382,14 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
   };
 }
 
-function applySummary(prev: ServiceView, d: ServiceSummary): ServiceView {
+function applySummary(prev: ServiceView, d: ServiceSummary, status: ShownStatus): ServiceView {
   // A summary newer than the current status carries the monitor's current status; an older
   // one (a status change overtook it) does not change the status.
   const newer = d.at_ms >= prev.since_ms;
   const statusChanged = newer && prev.status !== d.status;
   return {
     ...prev,
-    status: statusChanged ? d.status : prev.status,
+    status: statusChanged ? status : prev.status,
     since_ms: statusChanged ? d.at_ms : prev.since_ms,
     last_seen_ms: d.last_seen_ms ?? prev.last_seen_ms,
     instance: d.instance,
@@ -458,6 +483,8 @@ export interface ModeInputs {
   hasSnapshot: boolean;
   /** The gateway's last word on NATS (null: not said yet). */
   natsConnected: boolean | null;
+  /** The gateway's last word on its own feed (`live`; false: its view is not kept current). */
+  feedLive: boolean | null;
   monitorFresh: boolean;
   /** The live path failed at least once since the page loaded (a close, an error, or NATS lost). */
   everFailed: boolean;
@@ -467,11 +494,11 @@ export interface ModeInputs {
  * - live: WebSocket open, snapshot in, gateway has NATS, monitor heartbeat fresh;
  * - monitor-down: the same but the heartbeat is stale (data shown as stale, services untouched);
  * - fallback: the WebSocket is closed (or open without a snapshot yet after a failure), or the
- *   gateway lost NATS: the page polls health endpoints itself;
+ *   gateway lost NATS or says its feed is not live: the page polls health endpoints itself;
  * - connecting: the first attempt, before anything worked or failed.
  */
 export function deriveMode(i: ModeInputs): ConnectionMode {
-  if (i.wsOpen && i.hasSnapshot && i.natsConnected === false) return 'fallback';
+  if (i.wsOpen && i.hasSnapshot && (i.natsConnected === false || i.feedLive === false)) return 'fallback';
   if (i.wsOpen && i.hasSnapshot) return i.monitorFresh ? 'live' : 'monitor-down';
   return i.everFailed ? 'fallback' : 'connecting';
 }
@@ -488,9 +515,9 @@ export function describeStatusChange(c: StatusChange): string {
 export function announceStatusChanges(changes: readonly StatusChange[]): string {
   if (changes.length === 0) return '';
   if (changes.length <= 3) return changes.map(describeStatusChange).join('. ') + '.';
-  const counts = emptyCounts();
+  const counts: Record<Status, number> = { ...emptyCounts(), RETIRED: 0 };
   for (const c of changes) counts[c.status] += 1;
-  const parts = (['DOWN', 'DEGRADED', 'HEALTHY', 'UNKNOWN'] as const)
+  const parts = (['DOWN', 'DEGRADED', 'HEALTHY', 'UNKNOWN', 'RETIRED'] as const)
     .filter((s) => counts[s] > 0)
     .map((s) => `${counts[s]} ${s}`);
   return `${changes.length} services changed status: ${parts.join(', ')}.`;

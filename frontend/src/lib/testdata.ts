@@ -58,6 +58,7 @@ export function heartbeat(over: Partial<MonitorHeartbeat> = {}): MonitorHeartbea
     refused_total: 0,
     refusals: {},
     slow_consumer_drops: 0,
+    samples_missed: 0,
     publish_drops: 0,
     in_grace: false,
     ...over,
@@ -74,7 +75,7 @@ export function snapshot(
     type: 'snapshot',
     resync: false,
     at_ms: T0,
-    gateway: { nats_connected: true, at_ms: T0 - 10_000, source: 'monitor' },
+    gateway: { nats_connected: true, at_ms: T0 - 10_000, source: 'monitor', live: true },
     monitor: heartbeat({ at_ms: T0 - 200 }),
     monitor_seen_ms: T0 - 200,
     services,
@@ -125,6 +126,6 @@ export function monitorMsg(seq: number, over: Partial<MonitorHeartbeat> = {}): F
   return { seq, type: 'monitor', data: heartbeat(over) };
 }
 
-export function gatewayMsg(seq: number, nats_connected: boolean, at_ms = T0): FeedMessage {
-  return { seq, type: 'gateway', data: { nats_connected, at_ms, source: 'monitor' } };
+export function gatewayMsg(seq: number, nats_connected: boolean, at_ms = T0, live = true, problem?: string): FeedMessage {
+  return { seq, type: 'gateway', data: { nats_connected, at_ms, source: 'monitor', live, ...(problem === undefined ? {} : { problem }) } };
 }
