@@ -31,9 +31,15 @@ pub struct ResyncRss {
     pub peak_rss_bytes: u64,
     /// Whether the high-water mark could be reset (else it includes connecting).
     pub peak_was_reset: bool,
-    /// Clients that received their resync snapshot, and how long until the last did.
+    /// Clients that received a resync snapshot, and how long until the last did.
     pub resynced: usize,
     pub storm_seconds: f64,
+    /// Resync snapshots received in all (more than `resynced` when clients fell behind
+    /// during the storm and were resynced again), and the gateway's own count.
+    pub snapshots_received: usize,
+    pub gateway_resyncs: f64,
+    /// Clients the gateway dropped during the storm.
+    pub dropped: f64,
     /// The gateway's own count of snapshot encodings during the storm (0 if absent).
     pub snapshot_encodes: f64,
 }
@@ -125,17 +131,24 @@ pub async fn run(gateway_bin: &str, services: usize, clients: usize) -> Result<R
     let url = format!("ws://{}/ws", gw.http);
     let sockets = connect_clients(&url, clients).await?;
     let resynced = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(AtomicUsize::new(0));
     let snapshot_bytes = Arc::new(AtomicUsize::new(0));
     let mut readers = Vec::new();
     for mut ws in sockets {
         let (resynced, snapshot_bytes) = (resynced.clone(), snapshot_bytes.clone());
+        let received = received.clone();
         readers.push(tokio::spawn(async move {
+            let mut first = true;
             while let Some(Ok(msg)) = ws.next().await {
                 let Message::Text(text) = msg else { continue };
                 let head = text.get(..64.min(text.len())).unwrap_or("");
                 if head.contains("\"type\":\"snapshot\",\"resync\":true") {
                     snapshot_bytes.store(text.len(), Ordering::Relaxed);
-                    resynced.fetch_add(1, Ordering::Relaxed);
+                    received.fetch_add(1, Ordering::Relaxed);
+                    if first {
+                        first = false;
+                        resynced.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }));
@@ -176,6 +189,8 @@ pub async fn run(gateway_bin: &str, services: usize, clients: usize) -> Result<R
     let rss_before = rss_bytes(pid)?;
     let peak_was_reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
     let encodes_before = gw.counter("vitals_gateway_snapshot_encodes_total").await?;
+    let resyncs_before = gw.counter("vitals_gateway_resyncs_total").await?;
+    let dropped_before = gw.counter("vitals_gateway_client_drops_total").await?;
     let started = Instant::now();
     client
         .publish(
@@ -191,6 +206,8 @@ pub async fn run(gateway_bin: &str, services: usize, clients: usize) -> Result<R
     let storm_seconds = started.elapsed().as_secs_f64();
     let peak = vm_hwm(pid)?;
     let encodes = gw.counter("vitals_gateway_snapshot_encodes_total").await? - encodes_before;
+    let gateway_resyncs = gw.counter("vitals_gateway_resyncs_total").await? - resyncs_before;
+    let dropped = gw.counter("vitals_gateway_client_drops_total").await? - dropped_before;
     load.abort();
     for r in readers {
         r.abort();
@@ -205,6 +222,9 @@ pub async fn run(gateway_bin: &str, services: usize, clients: usize) -> Result<R
         peak_was_reset,
         resynced: resynced.load(Ordering::Relaxed),
         storm_seconds,
+        snapshots_received: received.load(Ordering::Relaxed),
+        gateway_resyncs,
+        dropped,
         snapshot_encodes: encodes,
     })
 }
