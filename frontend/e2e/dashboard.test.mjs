@@ -241,7 +241,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
   });
 
-  step('4. monitor killed: banner monitor-down, figures stale, no card DOWN; restarted: live', '04-monitor-down', '04b-monitor-back', async (t) => {
+  step('4. monitor killed: banner monitor-down, figures stale, each card shows its own health check, no card DOWN; restarted: live', '04-monitor-down', '04b-monitor-back', async (t) => {
     // Record every card that shows DOWN at any moment from now on (page-side, so nothing
     // between two looks is missed).
     await pageEval(() => {
@@ -274,6 +274,18 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     for (const s of SERVICES) {
       await waitSel(page, `${card(s)} :text-is("stale")`, { state: 'visible', timeoutMs: 3000 });
     }
+    // ... and beside them what each service's own /health says now, marked as a check taken
+    // while the monitor is down, with the age of the monitor's last figures.
+    await waitAll(
+      '4 kill -9 monitor',
+      t0,
+      SERVICES.map((s) => [`${s} health check up (monitor down)`, `${card(s)} [data-source=health-check][data-context=monitor-down][data-check=up]`]),
+      10_000,
+    );
+    for (const s of SERVICES) {
+      const text = await page.locator(`${card(s)} [data-source=health-check]`).innerText();
+      assert.match(text, /^Health check\s+●?\s*UP\b[\s\S]*\(monitor down, figures from \d+ (s|min \d+ s) ago\)\s*$/, `${s}: ${JSON.stringify(text)}`);
+    }
     await screenshot(page, '04-monitor-down');
     // Observation window (not a timing assertion): from the kill, at least 6 s (twice the 3 s
     // heartbeat timeout) and at least 2 s after the banner changed.
@@ -289,7 +301,15 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     t0 = performance.now();
     await stack.start('monitor');
     timings.add('4 start monitor', 'stack.sh start monitor returned', since(t0));
-    await waitAll('4 start monitor', t0, [['banner live', banner('live')]], 20_000);
+    await waitAll(
+      '4 start monitor',
+      t0,
+      [
+        ['banner live', banner('live')],
+        ['health-check markers gone', '[data-source=health-check]', 'detached'],
+      ],
+      20_000,
+    );
     // ... and the restarted monitor's figures reach the page: every card's last sample is recent.
     await waitAll(
       '4 start monitor',
