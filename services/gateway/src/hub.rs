@@ -62,8 +62,9 @@ pub struct Hub {
     view: RwLock<View>,
     tx: broadcast::Sender<Out>,
     recent: Mutex<Recent>,
-    /// Single flight: one snapshot encoding at a time; joiners waiting here take its result.
-    encoding: tokio::sync::Mutex<()>,
+    /// Single flight: the encoding in progress, if any. Joiners wait for it (all woken at
+    /// once when it is done, not handed a lock one by one) and take its result.
+    encoding: Mutex<Option<tokio::sync::watch::Receiver<bool>>>,
     clock: Clock,
     metrics: Arc<Metrics>,
     /// True once the view holds a first snapshot (from the monitor, KV, or "none").
@@ -126,7 +127,7 @@ impl Hub {
                 frames: VecDeque::new(),
                 cached: None,
             }),
-            encoding: tokio::sync::Mutex::new(()),
+            encoding: Mutex::new(None),
             clock,
             metrics,
             synced: tokio::sync::watch::Sender::new(false),
@@ -217,14 +218,35 @@ impl Hub {
 
     /// A new (or resyncing) client: its receiver and its snapshot, taken together.
     pub async fn join(&self) -> Joined {
-        if let Some(joined) = self.join_cached() {
-            return joined;
+        loop {
+            if let Some(joined) = self.join_cached() {
+                return joined;
+            }
+            let running = match self.encoding.lock() {
+                Ok(mut flight) => match flight.as_ref() {
+                    Some(running) => Some(running.clone()),
+                    None => {
+                        let (done, running) = tokio::sync::watch::channel(false);
+                        *flight = Some(running);
+                        drop(flight);
+                        return self.encode_and_join(done);
+                    }
+                },
+                Err(_) => None,
+            };
+            match running {
+                // Woken when it is done (or abandoned: then someone else encodes).
+                Some(mut running) => {
+                    let _ = running.wait_for(|done| *done).await;
+                }
+                None => return self.encode_and_join(tokio::sync::watch::channel(false).0),
+            }
         }
-        let _flight = self.encoding.lock().await;
-        // Whoever held the flight before us may have encoded what we need.
-        if let Some(joined) = self.join_cached() {
-            return joined;
-        }
+    }
+
+    /// Encodes the current view for this joiner and caches it for the others; no await
+    /// in here, so a flight once started always finishes.
+    fn encode_and_join(&self, done: tokio::sync::watch::Sender<bool>) -> Joined {
         let (rx, captured) = match self.view.read() {
             Ok(view) => (self.tx.subscribe(), view.capture()),
             Err(_) => (self.tx.subscribe(), View::new(0).capture()),
@@ -240,6 +262,10 @@ impl Hub {
         {
             recent.cached = Some((captured.version, body.clone(), Instant::now()));
         }
+        if let Ok(mut flight) = self.encoding.lock() {
+            *flight = None;
+        }
+        done.send_replace(true);
         Joined {
             rx,
             snapshot: body,

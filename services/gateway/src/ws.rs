@@ -274,7 +274,10 @@ pub async fn serve(
                     metrics.dropped("idle");
                     return;
                 }
-                let ping = tokio::time::timeout(limits.write_timeout, client.sink.send(Message::Ping(Default::default()))).await;
+                let ping = tokio::select! {
+                    r = tokio::time::timeout(limits.write_timeout, client.sink.send(Message::Ping(Default::default()))) => r,
+                    () = cancel.cancelled() => break,
+                };
                 if !matches!(ping, Ok(Ok(()))) {
                     metrics.dropped("write_timeout");
                     return;
