@@ -28,8 +28,9 @@ pub type Body = Bytes;
 /// Recent frames kept so a joining client can reuse a snapshot encoded a little earlier
 /// (a resync storm then encodes once, not once per client).
 pub const RECENT: usize = 4_096;
-/// A cached snapshot older than this is not reused (encoded afresh instead), so a client
-/// joining a quiet gateway gets a snapshot of now rather than a long catch-up.
+/// A cached snapshot of an older version than the view's, encoded longer ago than this, is
+/// not reused (encoded afresh instead): a joiner gets a snapshot of about now (its `at_ms`
+/// is when it was encoded) rather than a long catch-up.
 pub const CACHE_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
@@ -280,7 +281,10 @@ impl Hub {
         let (version, body, encoded) = recent.cached.as_ref()?;
         let now = view.version();
         debug_assert_eq!(recent.base + recent.frames.len() as u64, now);
-        if *version < recent.base || *version > now || encoded.elapsed() > CACHE_AGE {
+        // The current version is always reused (encoded at most once per version); an
+        // older one only while recent, with the frames since.
+        let current = *version == now;
+        if *version < recent.base || *version > now || (!current && encoded.elapsed() > CACHE_AGE) {
             return None;
         }
         let skip = (*version - recent.base) as usize;
