@@ -94,9 +94,10 @@ pub struct Engine {
 
 /// Instances of one service tracked at once (replicas, or overlap in a rolling restart).
 pub const DEFAULT_MAX_INSTANCES: usize = 64;
-/// A gap in one instance's `seq` larger than this is counted as this many missed samples
-/// (a sender that jumps its counter must not inflate the figure without bound).
-const MAX_COUNTED_GAP: u64 = 1_000;
+/// A gap in one instance's `seq` up to this is counted as that many missed samples; a larger
+/// one is a jump of the counter (a fixed instance id restarted with a time-based seq, or a
+/// sender that skips ahead), not losses, and is not counted.
+const MAX_COUNTED_GAP: u64 = 100_000;
 
 struct Tracked {
     name: ServiceName,
@@ -453,7 +454,8 @@ impl Instances {
             if seq <= known.last_seq {
                 return Err(RefusalReason::Duplicate);
             }
-            let missed = (seq - known.last_seq - 1).min(MAX_COUNTED_GAP);
+            let gap = seq - known.last_seq - 1;
+            let missed = if gap <= MAX_COUNTED_GAP { gap } else { 0 };
             known.last_seq = seq;
             known.last_seen_ms = now_ms;
             return Ok(missed);

@@ -12,8 +12,6 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3001";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// Longest `--instance` accepted (the protocol allows 128; room is left for a service prefix).
 const MAX_INSTANCE_ARG: usize = 60;
-/// More services than this in one process is a typo, not a load test.
-const MAX_COUNT: usize = 1_000_000;
 
 /// Simulates one or many services: publishes their metrics on NATS and serves their
 /// `/health`, `/data` and `/faults` over HTTP.
@@ -29,9 +27,10 @@ pub struct Config {
     #[arg(long, env = "SERVICES", value_name = "A,B,..", value_delimiter = ',', value_parser = parse_name)]
     pub services: Vec<ServiceName>,
 
-    /// Simulate N services named <prefix>0 .. <prefix>N-1 (load tests).
-    #[arg(long, env = "SERVICE_COUNT", value_name = "N")]
-    pub count: Option<usize>,
+    /// Simulate N services named <prefix>0 .. <prefix>N-1 (load tests; at most a million
+    /// in one process: more is a typo).
+    #[arg(long, env = "SERVICE_COUNT", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub count: Option<u64>,
 
     /// Name prefix for --count.
     #[arg(long, env = "SERVICE_PREFIX", default_value = "load-")]
@@ -43,7 +42,7 @@ pub struct Config {
     pub instance: Option<String>,
 
     /// Milliseconds between two samples of one service.
-    #[arg(long, env = "INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub interval_ms: u64,
 
     /// HTTP listener; port 0 picks a free one (logged as `listening addr=...`).
@@ -116,9 +115,6 @@ impl Config {
         let services = match (self.service, self.count) {
             (Some(one), _) => vec![one],
             (None, Some(n)) => {
-                if n == 0 || n > MAX_COUNT {
-                    return err(format!("--count must be in 1..={MAX_COUNT}"));
-                }
                 let last = format!("{}{}", self.prefix, n - 1);
                 if let Err(e) = ServiceName::parse(&last) {
                     return err(format!(
@@ -148,9 +144,6 @@ impl Config {
             return err(format!(
                 "--instance must be 1-{MAX_INSTANCE_ARG} printable characters without spaces"
             ));
-        }
-        if self.interval_ms == 0 || self.interval_ms > 3_600_000 {
-            return err("--interval-ms must be in 1..=3600000".into());
         }
         let public_url = match self.public_url {
             Some(url) => Some(check_public_url(&url)?),
@@ -260,13 +253,13 @@ mod tests {
                 .resolve()
                 .is_err()
         );
-        assert!(parse(&["--count", "0"]).unwrap().resolve().is_err());
+        let e = parse(&["--count", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--count"), "{e}");
     }
 
     #[test]
     fn refuses_nonsense() {
         let bad: &[&[&str]] = &[
-            &["--service", "a", "--interval-ms", "0"],
             &["--service", "a", "--public-url", "javascript:alert(1)"],
             &["--service", "a", "--fault", "cpu", "--fault-for-s=-1"],
             &["--services", "a,a"],
@@ -276,6 +269,15 @@ mod tests {
             assert!(parse(args).unwrap().resolve().is_err(), "{args:?}");
         }
         assert!(parse(&["--service", "a", "--fault", "meltdown"]).is_err());
+        for (flag, bad) in [
+            ("--interval-ms", "0"),
+            ("--interval-ms", "3600001"),
+            ("--count", "1000001"),
+        ] {
+            let e = parse(&["--service", "a", flag, bad]).unwrap_err();
+            assert!(e.to_string().contains(flag), "{flag}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Exit> {
     let settings = config.resolve()?;
-    let stop = shutdown::token_from(shutdown);
+    let stop = vitals_runtime::cancel_on(shutdown);
     run_settings(settings, stop).await
 }
 
@@ -240,7 +240,15 @@ fn default_public_url(bound: SocketAddr) -> String {
 fn build_services(settings: &Settings, public: &str) -> Vec<Arc<SimService>> {
     let mut rng = rand::rng();
     // A fresh suffix per start, so a restarted simulator is a new instance (seq from 0).
+    // A fixed --instance keeps its id across restarts: its seq counts from the start
+    // time's epoch ms, which is above anything the previous run can have reached (one
+    // sample per millisecond at most), since the monitor refuses a seq that does not grow.
     let suffix = format!("{:06x}", rng.random_range(0..0x100_0000u32));
+    let first_seq = if settings.instance.is_some() {
+        epoch_ms()
+    } else {
+        0
+    };
     let seed: u64 = settings.seed.unwrap_or_else(|| rng.random());
     let single = settings.services.len() == 1;
     settings
@@ -263,6 +271,7 @@ fn build_services(settings: &Settings, public: &str) -> Vec<Arc<SimService>> {
                 instance,
                 health_url,
                 svc_seed,
+                first_seq,
             ))
         })
         .collect()

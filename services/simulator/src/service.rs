@@ -91,7 +91,15 @@ fn silences(mode: FaultMode) -> bool {
 }
 
 impl SimService {
-    pub fn new(name: ServiceName, instance: String, health_url: String, seed: u64) -> Self {
+    /// `first_seq`: 0 for a fresh instance id; a fixed id that outlives the process
+    /// counts from the start time instead, so a restart still increases its `seq`.
+    pub fn new(
+        name: ServiceName,
+        instance: String,
+        health_url: String,
+        seed: u64,
+        first_seq: u64,
+    ) -> Self {
         let model = Model::new(Baseline::for_service(name.as_str()), seed);
         Self {
             subject: subjects::metrics(&name),
@@ -101,7 +109,7 @@ impl SimService {
             state: Mutex::new(Inner {
                 faults: FaultState::default(),
                 model,
-                next_seq: 0,
+                next_seq: first_seq,
                 last: None,
             }),
             gate: tokio::sync::Mutex::new(()),
@@ -268,7 +276,13 @@ mod tests {
 
     fn svc() -> SimService {
         let name = ServiceName::parse("auth").unwrap();
-        SimService::new(name, "auth-1".into(), "http://127.0.0.1:1/health".into(), 1)
+        SimService::new(
+            name,
+            "auth-1".into(),
+            "http://127.0.0.1:1/health".into(),
+            1,
+            0,
+        )
     }
 
     #[tokio::test]
@@ -329,8 +343,14 @@ mod tests {
             let (s, stop) = (s.clone(), stop.clone());
             tokio::spawn(async move { s.wait_while_hung(&stop).await })
         };
+        // Let the waiter run until it parks (this runtime has one thread: without this it
+        // would only start after the clear and return at once, proving nothing).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "parked while hung");
         s.handle_request(br#"{"mode":"clear"}"#).await.unwrap();
-        assert!(waiter.await.unwrap());
+        assert!(waiter.await.unwrap(), "released by the clear");
         s.handle_request(br#"{"mode":"hang","for_s":0.05}"#)
             .await
             .unwrap();

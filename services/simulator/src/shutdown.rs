@@ -7,17 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::ServiceName;
 
-/// A token cancelled when `shutdown` completes.
-pub fn token_from(shutdown: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        t.cancel();
-    });
-    token
-}
-
 /// The crash fault: stops everything at once, without the graceful goodbye.
 #[derive(Debug, Clone)]
 pub struct Crash {

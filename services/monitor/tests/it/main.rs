@@ -3,6 +3,8 @@
 mod helpers;
 mod hostile;
 mod pipeline;
+mod reads;
 mod reliability;
 mod restarts;
+mod retire;
 mod signals;

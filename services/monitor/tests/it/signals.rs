@@ -113,3 +113,21 @@ async fn sigterm_is_down_at_once_with_reason_stopped() -> anyhow::Result<()> {
     assert_eq!(alert_ids(&events, "firing").len(), 1);
     Ok(())
 }
+
+/// A numeric flag out of range is refused at start, naming the flag, with exit code 2.
+#[tokio::test]
+async fn out_of_range_flags_exit_2_naming_the_flag() -> anyhow::Result<()> {
+    for (flag, bad) in [
+        ("--tick-ms", "0"),
+        ("--window-s", "0"),
+        ("--pending-limit", "1"),
+        ("--retire-after-s", "-3"),
+    ] {
+        let arg = format!("{flag}={bad}");
+        let mut proc = vitals_testkit::ChildProc::spawn("monitor", &[&arg], &[])?;
+        let status = proc.wait_exit(vitals_testkit::SOON).await?;
+        assert_eq!(status.code(), Some(2), "{flag}: {}", proc.logs());
+        assert!(proc.logs().contains(flag), "{flag}: {}", proc.logs());
+    }
+    Ok(())
+}
