@@ -398,6 +398,31 @@ async fn only_the_operator_sends_chaos() -> Result<()> {
     Ok(())
 }
 
+/// Retiring a service is an operator's act (the gateway relays it for an operator it has
+/// checked); nobody else reaches the monitor's retire endpoint.
+#[tokio::test]
+async fn only_the_operator_and_the_gateway_send_retire() -> Result<()> {
+    let nats = server()?;
+    let monitor = connect(&nats, Some(MONITOR)).await?;
+    let mut retire = subscribe(&monitor, "health.retire").await?;
+    for user in [None, Some(VIEWER), Some(SIMULATOR)] {
+        let conn = connect(&nats, user).await?;
+        conn.publish_denied("health.retire").await?;
+        nothing_arrives(&mut retire, &format!("{} health.retire", conn.who)).await?;
+    }
+    for user in [OPERATOR, GATEWAY] {
+        let conn = connect(&nats, Some(user)).await?;
+        conn.client
+            .publish("health.retire", "{\"service\":\"x\"}".into())
+            .await?;
+        let msg = next_within(&mut retire, SOON).await?;
+        assert_eq!(msg.subject.as_str(), "health.retire");
+        conn.clean()?;
+    }
+    monitor.clean()?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_gateway_reads_but_never_writes() -> Result<()> {
     let nats = server()?;
