@@ -78,20 +78,23 @@ pub struct Feed {
     sync: SyncFn,
 }
 
-/// A doubling delay for retries, reset on success.
-struct Backoff(Duration);
+/// The shared doubling delay with jitter, counting attempts; reset on success.
+struct Backoff(u32);
 
 impl Backoff {
+    const POLICY: vitals_runtime::Backoff = vitals_runtime::Backoff {
+        base: RETRY_FIRST,
+        max: RETRY_MAX,
+    };
     fn new() -> Self {
-        Self(RETRY_FIRST)
+        Self(0)
     }
     fn next(&mut self) -> Instant {
-        let at = Instant::now() + self.0;
-        self.0 = (self.0 * 2).min(RETRY_MAX);
-        at
+        self.0 = self.0.saturating_add(1);
+        Instant::now() + Self::POLICY.delay(self.0)
     }
     fn reset(&mut self) {
-        self.0 = RETRY_FIRST;
+        self.0 = 0;
     }
 }
 

@@ -21,6 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 use vitals_protocol::{RetireReply, RetireRequest, ServiceName, subjects};
+use vitals_runtime::constant_time_eq;
 
 use crate::history::HistoryCache;
 use crate::hub::Hub;
@@ -115,10 +116,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A browser always sends Origin on a WebSocket upgrade; one from a page outside the
@@ -382,13 +379,5 @@ mod tests {
         let odd = RetireReply::refused(Some("a"), "busy");
         assert_eq!(retire_status(&odd, None), StatusCode::CONFLICT);
         assert_eq!(retire_status(&odd, Some(404)), StatusCode::NOT_FOUND);
-    }
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"x"));
     }
 }

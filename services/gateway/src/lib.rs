@@ -20,7 +20,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitals_protocol::subjects;
 use vitals_runtime::Clock;
@@ -49,14 +48,7 @@ pub async fn run(
         Clock::new(),
         metrics.clone(),
     ));
-    let cancel = CancellationToken::new();
-    tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            shutdown.await;
-            cancel.cancel();
-        }
-    });
+    let cancel = vitals_runtime::cancel_on(shutdown);
 
     let (client, conn_rx) = config.nats.connect("vitals-gateway", |o| o).await?;
     // Subscribe before anything else, so nothing published from now on is missed.
