@@ -1,6 +1,8 @@
 //! What every Vitals binary shares: one shutdown signal, tracing setup, the NATS
 //! connection policy and an epoch-aligned monotonic clock.
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -11,10 +11,19 @@ use vitals_protocol::{ChaosReply, FaultMode, subjects};
 
 use crate::Crash;
 use crate::service::SimService;
-use crate::stats::Stats;
+use crate::stats::{LogEvery, Stats};
 
 /// How long a crash waits for its reply to reach the server.
 const CRASH_FLUSH: Duration = Duration::from_secs(1);
+
+/// Refused reply subjects are logged at most once per 10 s.
+static BAD_REPLY_LOG: LogEvery = LogEvery::new(10_000);
+
+/// Whether `reply` is a request inbox (the NATS clients' `_INBOX.` prefix). Local until
+/// the runtime's shared check lands; the rule is the same.
+fn reply_is_inbox(reply: &str) -> bool {
+    reply.len() > "_INBOX.".len() && reply.starts_with("_INBOX.")
+}
 
 pub struct Chaos {
     pub client: async_nats::Client,
@@ -58,6 +67,18 @@ impl Chaos {
             tracing::debug!(subject = %msg.subject, "chaos request for a service not simulated here");
             return;
         };
+        // The reply subject is the asker's choice: answering anywhere but an inbox would
+        // let whoever may send chaos publish as this simulator (e.g. into health.> or
+        // $KV.>). Such a request is refused whole, not acted on.
+        if let Some(to) = &msg.reply
+            && !reply_is_inbox(to)
+        {
+            self.stats.chaos_bad_reply.inc();
+            if let Some(held_back) = BAD_REPLY_LOG.ready(crate::epoch_ms()) {
+                tracing::warn!(service = %svc.name, reply = %to, held_back, "chaos request refused: reply subject is not an inbox");
+            }
+            return;
+        }
         self.stats.chaos_requests.inc();
         let reply = match svc.handle_request(&msg.payload).await {
             Ok(reply) => {
@@ -92,6 +113,26 @@ impl Chaos {
         if let Err(e) = self.client.publish(to, body.into()).await {
             self.stats.publish_errors.inc();
             tracing::warn!(error = %e, "sending chaos reply");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_is_inbox;
+
+    #[test]
+    fn only_inboxes_are_answered() {
+        assert!(reply_is_inbox("_INBOX.abc.1"));
+        for bad in [
+            "health.status.x",
+            "metrics.billing",
+            "$KV.health_status.x",
+            "_INBOX",
+            "_inbox.x",
+            "",
+        ] {
+            assert!(!reply_is_inbox(bad), "{bad}");
         }
     }
 }

@@ -84,6 +84,15 @@ pub struct Config {
     /// Seed for the random walks (reproducible figures) [default: random].
     #[arg(long, env = "SEED")]
     pub seed: Option<u64>,
+
+    /// When set, `POST /faults` needs `Authorization: Bearer TOKEN`. Without it, a fault
+    /// is set only by a request with `Content-Type: application/json` and no `Origin`
+    /// header (so by curl or a script, never by a web page).
+    #[arg(long, env = "VITALS_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+
+    #[command(flatten)]
+    pub http: vitals_runtime::http::HttpArgs,
 }
 
 /// A configuration that parsed but makes no sense; the binary exits 2 on it.
@@ -107,6 +116,8 @@ pub struct Settings {
     pub fault: Option<ChaosRequest>,
     pub chaos_schedule: Option<Duration>,
     pub seed: Option<u64>,
+    pub operator_token: Option<String>,
+    pub http_limits: vitals_runtime::http::Limits,
 }
 
 impl Config {
@@ -186,6 +197,10 @@ impl Config {
             fault,
             chaos_schedule,
             seed: self.seed,
+            operator_token: self.operator_token.filter(|t| !t.is_empty()),
+            http_limits: self
+                .http
+                .limits(vitals_runtime::http::DEFAULT_MAX_CONNS_PER_IP),
         })
     }
 }

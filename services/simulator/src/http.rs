@@ -1,5 +1,9 @@
 //! HTTP: each service's `/health`, `/data` and `/faults` (also under `/services/{name}/`),
 //! and the process's own `/healthz` and `/metrics`.
+//!
+//! Only the reads a browser page needs (`GET /health`, `GET /data`) answer CORS, to any
+//! origin. `POST /faults` never does, and needs `Content-Type: application/json` plus
+//! either the operator token or no `Origin` at all: see docs/SECURITY.md.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,21 +12,23 @@ use std::time::Duration;
 use async_nats::connection::State;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State as Ext};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Request, State as Ext};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 use vitals_protocol::FaultMode;
+use vitals_runtime::constant_time_eq;
 
 use crate::data::mock_data;
 use crate::epoch_ms;
 use crate::service::{Health, HealthView, SimService};
 use crate::shutdown::Crash;
-use crate::stats::Stats;
+use crate::stats::{LogEvery, Stats};
 
 /// Slowest a `/data` answer is made (latency fault included).
 const MAX_DATA_DELAY: Duration = Duration::from_millis(1500);
@@ -35,6 +41,8 @@ pub struct AppState {
     /// Releases requests parked by `hang`, so a graceful shutdown is not held up by them.
     pub stop: CancellationToken,
     pub crash: Crash,
+    /// `--operator-token`: when set, `POST /faults` needs it as a Bearer token.
+    pub operator_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -53,23 +61,94 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    // The dashboard polls /health from the browser when its live feed is down and shows
+    // /data in a panel: public figures, read with GET and no credentials, from any origin.
+    let reads = Router::new()
         .route("/health", get(top_health))
         .route("/data", get(top_data))
-        .route("/faults", get(top_faults).post(top_set_fault))
         .route("/services/{name}/health", get(named_health))
         .route("/services/{name}/data", get(named_data))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET]),
+        );
+    // No CORS here: a foreign page's preflight gets no allow headers, so it can never
+    // send a JSON POST; the guard refuses the simple (form-like) posts it could send.
+    let faults = Router::new()
+        .route("/faults", get(top_faults).post(top_set_fault))
         .route(
             "/services/{name}/faults",
             get(named_faults).post(named_set_fault),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard_writes));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(reads)
+        .merge(faults)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route".into()) })
         .with_state(state)
-        // The dashboard polls /health from the browser when its live feed is down.
-        .layer(CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())
+}
+
+/// Refusals of `POST /faults` are logged at most once per 10 s (with the count held back).
+static WRITE_REFUSAL_LOG: LogEvery = LogEvery::new(10_000);
+
+/// Lets a fault be set only by a request no web page can make on a visitor's behalf.
+async fn guard_writes(Ext(st): Ext<AppState>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let Some((code, why)) = write_refusal(st.operator_token.as_deref(), request.headers()) else {
+        return next.run(request).await;
+    };
+    st.stats.http_writes_refused.inc();
+    if let Some(held_back) = WRITE_REFUSAL_LOG.ready(epoch_ms()) {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::warn!(path = %request.uri().path(), origin, status = code.as_u16(), reason = why, held_back, "fault request refused");
+    }
+    error(code, why.into())
+}
+
+/// Why a write is refused, if it is. A browser can send a cross-site POST without asking
+/// only with a form content type, so JSON is required; it always sends `Origin` on a POST,
+/// so without a token any `Origin` is refused: a same-origin check would not do, as a
+/// page on a rebound DNS name is "same-origin" with the simulator it reaches.
+fn write_refusal(
+    operator_token: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<(StatusCode, &'static str)> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a fault request needs Content-Type: application/json",
+        ));
+    }
+    match operator_token {
+        Some(want) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            (!constant_time_eq(given.as_bytes(), want.as_bytes()))
+                .then_some((StatusCode::UNAUTHORIZED, "missing or wrong operator token"))
+        }
+        None => headers.contains_key(header::ORIGIN).then_some((
+            StatusCode::FORBIDDEN,
+            "faults are not set from a web page (Origin sent and no --operator-token configured)",
+        )),
+    }
 }
 
 fn unknown(name: &str) -> Response {
@@ -271,8 +350,60 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     stop: CancellationToken,
+    limits: vitals_runtime::http::Limits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
+    vitals_runtime::http::serve(listener, app, stop.cancelled_owned(), limits).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn writes_need_json_and_no_origin_or_the_token() {
+        let json = ("content-type", "application/json; charset=utf-8");
+        assert_eq!(write_refusal(None, &headers(&[json])), None);
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ] {
+            let r = write_refusal(None, &headers(&[("content-type", ct)]));
+            assert_eq!(
+                r.map(|r| r.0),
+                Some(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                "{ct}"
+            );
+        }
+        assert!(
+            write_refusal(None, &headers(&[])).is_some(),
+            "no content type"
+        );
+        let foreign = ("origin", "http://evil.example");
+        assert_eq!(
+            write_refusal(None, &headers(&[json, foreign])).map(|r| r.0),
+            Some(StatusCode::FORBIDDEN)
+        );
+        let t = Some("s3cret");
+        assert_eq!(
+            write_refusal(t, &headers(&[json])).map(|r| r.0),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+        let wrong = ("authorization", "Bearer nope");
+        assert!(write_refusal(t, &headers(&[json, wrong])).is_some());
+        let right = ("authorization", "Bearer s3cret");
+        assert_eq!(write_refusal(t, &headers(&[json, right])), None);
+        assert_eq!(write_refusal(t, &headers(&[json, right, foreign])), None);
+    }
 }

@@ -136,8 +136,14 @@ async fn run_settings(settings: Settings, stop: CancellationToken) -> anyhow::Re
         client: client.clone(),
         stop: stop.clone(),
         crash: crash.clone(),
+        operator_token: settings.operator_token.as_deref().map(Arc::from),
     });
-    let mut http_task = tokio::spawn(http::serve(listener, app, stop.clone()));
+    let mut http_task = tokio::spawn(http::serve(
+        listener,
+        app,
+        stop.clone(),
+        settings.http_limits,
+    ));
 
     let chaos = chaos::Chaos {
         client: client.clone(),

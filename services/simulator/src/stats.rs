@@ -19,6 +19,11 @@ pub struct Stats {
     pub chaos_requests: Counter,
     /// Chaos requests refused (bad JSON, bad for_s, unknown mode).
     pub chaos_errors: Counter,
+    /// `POST /faults` refused before it was read: wrong content type, a browser's
+    /// `Origin` without a token, or a missing or wrong operator token.
+    pub http_writes_refused: Counter,
+    /// Chaos requests not answered because their reply subject is not an inbox.
+    pub chaos_bad_reply: Counter,
     pub nats_connected: Gauge,
 }
 
@@ -32,6 +37,8 @@ pub struct StatsView {
     pub publish_errors: u64,
     pub chaos_requests: u64,
     pub chaos_errors: u64,
+    pub http_writes_refused: u64,
+    pub chaos_bad_reply: u64,
     pub nats_connected: bool,
 }
 
@@ -49,6 +56,8 @@ impl Stats {
         let publish_errors = Counter::default();
         let chaos_requests = Counter::default();
         let chaos_errors = Counter::default();
+        let http_writes_refused = Counter::default();
+        let chaos_bad_reply = Counter::default();
         let nats_connected = Gauge::default();
         registry.register(
             "samples_sent",
@@ -76,6 +85,16 @@ impl Stats {
             chaos_errors.clone(),
         );
         registry.register(
+            "http_writes_refused",
+            "POST /faults refused for its content type, origin or token",
+            http_writes_refused.clone(),
+        );
+        registry.register(
+            "chaos_bad_reply",
+            "Chaos requests left unanswered: the reply subject is not an inbox",
+            chaos_bad_reply.clone(),
+        );
+        registry.register(
             "nats_connected",
             "1 while the NATS connection is up",
             nats_connected.clone(),
@@ -87,6 +106,8 @@ impl Stats {
             publish_errors,
             chaos_requests,
             chaos_errors,
+            http_writes_refused,
+            chaos_bad_reply,
             nats_connected,
         }
     }
@@ -104,6 +125,8 @@ impl Stats {
             publish_errors: self.publish_errors.get(),
             chaos_requests: self.chaos_requests.get(),
             chaos_errors: self.chaos_errors.get(),
+            http_writes_refused: self.http_writes_refused.get(),
+            chaos_bad_reply: self.chaos_bad_reply.get(),
             nats_connected: self.nats_connected.get() != 0,
         }
     }

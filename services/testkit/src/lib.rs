@@ -3,6 +3,7 @@
 
 mod nats;
 mod process;
+pub mod slow;
 mod wait;
 
 pub use nats::{NatsServer, nats_server_bin};

@@ -5,4 +5,5 @@ mod faults;
 mod lifecycle;
 mod outage;
 mod samples;
+mod security;
 mod support;
