@@ -87,6 +87,10 @@ fn state(service: &str, status: Status) -> ServiceState {
         instance: format!("{service}-3f9a2c"),
         health_url: "http://127.0.0.1:3002/health".into(),
         figures: figures(),
+        last_alert: Some(vitals_protocol::AlertMark {
+            id: format!("{service}:SERVICE_DOWN:1763900004211"),
+            state: vitals_protocol::AlertState::Firing,
+        }),
     }
 }
 
@@ -133,6 +137,7 @@ fn gateway(live: bool) -> GatewayState {
         source: "monitor".into(),
         live,
         problem: (!live).then(|| "subscription ended".to_owned()),
+        health_origins: vec!["http://127.0.0.1:3001".into(), "http://localhost:*".into()],
     }
 }
 

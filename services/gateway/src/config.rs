@@ -12,6 +12,17 @@ pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_ORIGINS: &str =
     "http://localhost:5173,http://127.0.0.1:5173,http://localhost:8080,http://127.0.0.1:8080";
 
+/// The stack's own simulators: what the dashboard may poll by default (see
+/// [`vitals_protocol::url`]).
+pub const DEFAULT_HEALTH_ORIGINS: &str = "http://127.0.0.1:3001,http://127.0.0.1:3002,\
+http://127.0.0.1:3003,http://127.0.0.1:3004,http://localhost:3001,http://localhost:3002,\
+http://localhost:3003,http://localhost:3004";
+
+/// One `--health-origins` entry, checked at start (a bad one exits 2 naming the flag).
+fn parse_health_origin(raw: &str) -> Result<String, String> {
+    vitals_protocol::OriginPattern::parse(raw).map(|_| raw.trim().to_owned())
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "gateway",
@@ -28,6 +39,12 @@ pub struct Config {
     /// (non-browser clients) are allowed; use --token to restrict those.
     #[arg(long, env = "GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',', default_value = DEFAULT_ORIGINS)]
     pub allowed_origins: Vec<String>,
+    /// Origins whose health URLs the dashboard may poll itself when the live feed is down
+    /// (sent to it in every snapshot; comma-separated): `scheme://host:port`,
+    /// `scheme://host:*` for any port, or `*` for any URL that passes the health URL rule.
+    #[arg(long, env = "GATEWAY_HEALTH_ORIGINS", value_delimiter = ',',
+        default_value = DEFAULT_HEALTH_ORIGINS, value_parser = parse_health_origin)]
+    pub health_origins: Vec<String>,
     /// When set, `/ws` and `/api/*` need `Authorization: Bearer TOKEN` or `?token=TOKEN`.
     #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -126,6 +143,29 @@ mod tests {
             c.allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn health_origins_default_to_the_stacks_simulators_and_are_checked() {
+        let c = Config::try_parse_from(["gateway"]).unwrap();
+        assert_eq!(c.health_origins.len(), 8);
+        assert!(
+            c.health_origins
+                .contains(&"http://localhost:3002".to_owned())
+        );
+        let c =
+            Config::try_parse_from(["gateway", "--health-origins", "http://10.0.0.1:*,*"]).unwrap();
+        assert_eq!(c.health_origins, vec!["http://10.0.0.1:*", "*"]);
+        for bad in [
+            "http://169.254.169.254",
+            "http://a@b",
+            "localhost:3001",
+            "http://h/x",
+        ] {
+            let e = Config::try_parse_from(["gateway", "--health-origins", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().contains("--health-origins"), "{bad}: {e}");
+        }
     }
 
     #[test]

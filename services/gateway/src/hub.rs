@@ -303,15 +303,18 @@ impl Hub {
         }
     }
 
+    /// Sets what every snapshot tells the dashboard about health URLs it may poll.
+    pub fn set_health_origins(&self, origins: Vec<String>) {
+        if let Ok(mut v) = self.view.write() {
+            v.set_health_origins(origins);
+        }
+    }
+
     pub fn gateway_state(&self) -> GatewayState {
         match self.view.read() {
             Ok(v) => v.gateway().clone(),
             Err(_) => View::new(0).gateway().clone(),
         }
-    }
-
-    pub fn receivers(&self) -> usize {
-        self.tx.receiver_count()
     }
 }
 
@@ -353,6 +356,7 @@ mod tests {
                 source: "kv".into(),
                 live: true,
                 problem: None,
+                health_origins: Vec::new(),
             },
         });
         let v: serde_json::Value = serde_json::from_str(&text(frame_prefix(7), &body)).unwrap();

@@ -48,6 +48,7 @@ pub async fn run(
         Clock::new(),
         metrics.clone(),
     ));
+    hub.set_health_origins(config.health_origins.clone());
     let cancel = vitals_runtime::cancel_on(shutdown);
 
     let (client, conn_rx) = config.nats.connect("vitals-gateway", |o| o).await?;

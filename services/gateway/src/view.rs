@@ -68,6 +68,7 @@ impl View {
                 source: "none".into(),
                 live: true,
                 problem: None,
+                health_origins: Vec::new(),
             },
             version: 0,
         }
@@ -83,6 +84,11 @@ impl View {
 
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+
+    pub fn set_health_origins(&mut self, origins: Vec<String>) {
+        self.gateway.health_origins = origins;
+        self.version += 1;
     }
 
     pub fn gateway(&self) -> &GatewayState {
@@ -155,6 +161,7 @@ impl View {
                 instance: String::new(),
                 health_url: String::new(),
                 figures: Figures::default(),
+                last_alert: None,
             })
         });
         Arc::make_mut(shared)

@@ -8,8 +8,8 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::sync::Arc;
 
 use vitals_protocol::{
-    ActiveAlert, AlertEvent, AlertName, AlertState, Figures, MetricSample, RefusalReason,
-    ServiceName, ServiceState, ServiceSummary, Status, StatusChange,
+    ActiveAlert, AlertEvent, AlertMark, AlertName, AlertState, Figures, MetricSample,
+    RefusalReason, ServiceName, ServiceState, ServiceSummary, Status, StatusChange,
 };
 
 use crate::rules::{Edge, Metric, Rules, ThresholdState};
@@ -113,6 +113,9 @@ struct Tracked {
     window: Window,
     thresholds: [ThresholdState; 4],
     alerts: Vec<ActiveAlert>,
+    /// The last alert event emitted for this service, stored with the state so a restart
+    /// can tell whether HEALTH_EVENTS and KV agree (see [`crate::reconcile`]).
+    last_alert: Option<AlertMark>,
     down_reason: Option<String>,
     recovering: u32,
     summary_due: bool,
@@ -195,6 +198,7 @@ impl Engine {
                 }
             }
             t.alerts = st.alerts;
+            t.last_alert = st.last_alert;
             if st.status == Status::Down {
                 t.down_reason = st.reasons.first().cloned();
                 t.window.mark_down(now_ms);
@@ -499,6 +503,7 @@ impl Tracked {
             window: Window::new(cfg.window_ms, cfg.max_window_points, now_ms),
             thresholds: Default::default(),
             alerts: Vec::new(),
+            last_alert: None,
             down_reason: None,
             recovering: 0,
             summary_due: false,
@@ -584,6 +589,7 @@ impl Tracked {
         if self.alerts.iter().any(|a| a.alert == alert) {
             return false;
         }
+        let (value, threshold) = (finite(value), finite(threshold));
         let active = ActiveAlert {
             id: format!("{}:{}:{}", self.name, alert.as_str(), now_ms),
             alert,
@@ -591,7 +597,7 @@ impl Tracked {
             threshold,
             since_ms: now_ms,
         };
-        out.push(Event::Alert(AlertEvent {
+        let event = AlertEvent {
             id: active.id.clone(),
             service: self.name.clone(),
             alert,
@@ -601,7 +607,9 @@ impl Tracked {
             since_ms: now_ms,
             at_ms: now_ms,
             reason: None,
-        }));
+        };
+        self.last_alert = Some(AlertMark::of(&event));
+        out.push(Event::Alert(event));
         self.alerts.push(active);
         true
     }
@@ -611,17 +619,19 @@ impl Tracked {
             return false;
         };
         let active = self.alerts.remove(pos);
-        out.push(Event::Alert(AlertEvent {
+        let event = AlertEvent {
             id: active.id,
             service: self.name.clone(),
             alert,
             state: AlertState::Resolved,
-            value,
+            value: finite(value),
             threshold: active.threshold,
             since_ms: active.since_ms,
             at_ms: now_ms,
             reason: None,
-        }));
+        };
+        self.last_alert = Some(AlertMark::of(&event));
+        out.push(Event::Alert(event));
         true
     }
 
@@ -669,15 +679,17 @@ impl Tracked {
         self.window.evict(now_ms);
         let since = now_ms.saturating_sub(self.window.span_ms());
         let lat = self.window.latency_stats(since, scratch);
+        // Inputs are bounded at validation; `finite` makes sure no figure can ever be
+        // written as `null` (what JSON makes of a NaN or an infinity) whatever comes in.
         Figures {
-            cpu_pct: self.latest.cpu_pct,
-            mem_pct: self.latest.mem_pct,
-            error_rate: self.latest.error_rate,
-            latency_ms: self.latest.latency_ms,
-            latency_avg_ms: lat.map_or(0.0, |l| l.avg),
-            latency_p95_ms: lat.map_or(0.0, |l| l.p95),
-            latency_p99_ms: lat.map_or(0.0, |l| l.p99),
-            uptime_pct: self.window.uptime_pct(now_ms),
+            cpu_pct: finite(self.latest.cpu_pct),
+            mem_pct: finite(self.latest.mem_pct),
+            error_rate: finite(self.latest.error_rate),
+            latency_ms: finite(self.latest.latency_ms),
+            latency_avg_ms: finite(lat.map_or(0.0, |l| l.avg)),
+            latency_p95_ms: finite(lat.map_or(0.0, |l| l.p95)),
+            latency_p99_ms: finite(lat.map_or(0.0, |l| l.p99)),
+            uptime_pct: finite(self.window.uptime_pct(now_ms)),
             samples: self.window.len() as u32,
             window_s: (self.window.span_ms() / 1000) as u32,
         }
@@ -694,6 +706,7 @@ impl Tracked {
             instance: self.instance.clone(),
             health_url: self.health_url.clone(),
             figures: self.figures(now_ms, scratch),
+            last_alert: self.last_alert.clone(),
         }
     }
 
@@ -708,6 +721,12 @@ impl Tracked {
             figures: self.figures(now_ms, scratch),
         }
     }
+}
+
+/// A figure as published: a non-finite value (which JSON would write as `null`, breaking
+/// every reader) becomes 0.
+pub fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
 }
 
 fn describe_alert(a: &ActiveAlert) -> String {

@@ -36,9 +36,6 @@ use crate::ingest::{Ingest, Inputs};
 use crate::metrics::Metrics;
 use crate::requests::Handlers;
 
-/// Alert events read back from HEALTH_EVENTS on start to reconcile with the KV state.
-const RECONCILE_ALERTS: u64 = 10_000;
-
 /// Name under which the monitor registers with the NATS service API (`nats micro ls`).
 pub const SERVICE_NAME: &str = "vitals-monitor";
 
@@ -100,11 +97,12 @@ pub async fn run(
     let Some(kv) = setup.await else {
         return finish(client, server, tracker).await;
     };
-    let mut restored = match store::load(&kv).await {
-        Ok(states) => states,
+    // KV and HEALTH_EVENTS reconciled service by service (see `reconcile`).
+    let restored = match store::restore(&js, &kv, &metrics, clock.now_ms()).await {
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "could not load saved state; starting empty");
-            Vec::new()
+            store::Restored::default()
         }
     };
     let service = client
@@ -126,23 +124,21 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("adding the retire endpoint: {e}"))?;
 
-    let repairs = match store::recent_alerts(&js, RECONCILE_ALERTS).await {
-        Ok((history, from_ms)) => {
-            reconcile::reconcile(&mut restored, &history, from_ms, clock.now_ms())
-        }
-        Err(e) => {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "could not read the alert history; not reconciling"
-            );
-            Vec::new()
-        }
-    };
     let mut engine = Engine::new(engine_config, clock.now_ms());
-    let skipped = engine.restore(restored, clock.now_ms());
+    let store::Restored {
+        states,
+        repairs,
+        looked_up,
+        diverged,
+        unreadable,
+    } = restored;
+    let skipped = engine.restore(states, clock.now_ms());
     tracing::info!(
         services = engine.len(),
         skipped,
+        unreadable = unreadable.len(),
+        looked_up,
+        diverged,
         repairs = repairs.len(),
         "state restored from KV"
     );

@@ -56,6 +56,12 @@ pub struct Metrics {
     pub encode_errors: Counter,
     /// State writes still pending when the monitor stopped (lost).
     pub kv_unflushed: Counter,
+    /// KV entries found unreadable at start (left alone: not restored, not reconciled).
+    pub kv_unreadable: Counter,
+    /// KV entries read at start only after taking their `null` numbers as 0.
+    pub kv_repaired: Counter,
+    /// Alert events published at start to make the history agree with the state, by kind.
+    pub restart_repairs: Family<ReasonLabel, Counter>,
     pub http_server_failures: Counter,
     /// Time to judge one sample (parse, validate, evaluate), seconds: one observation per
     /// batch of samples taken from the subscription, the batch's average.
@@ -87,6 +93,9 @@ impl Metrics {
             retired: Family::default(),
             encode_errors: Counter::default(),
             kv_unflushed: Counter::default(),
+            kv_unreadable: Counter::default(),
+            kv_repaired: Counter::default(),
+            restart_repairs: Family::default(),
             http_server_failures: Counter::default(),
             eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 12)),
             registry: Registry::default(),
@@ -217,6 +226,24 @@ impl Metrics {
             "http_server_failures",
             "Times the HTTP server died (the monitor then stops)",
             m.http_server_failures.clone(),
+        );
+        registry.register(
+            "kv_unreadable",
+            "KV entries that could not be read at start (not restored, not reconciled)",
+            m.kv_unreadable.clone(),
+        );
+        registry.register(
+            "kv_repaired",
+            "KV entries read at start after taking null numbers as 0",
+            m.kv_repaired.clone(),
+        );
+        for reason in ["resolved_orphan", "announced"] {
+            let _ = m.restart_repairs.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "restart_repairs",
+            "Alert events published at start to reconcile HEALTH_EVENTS with KV, by kind",
+            m.restart_repairs.clone(),
         );
         registry.register(
             "eval_seconds",

@@ -369,6 +369,7 @@ mod tests {
             instance: format!("{name}-1"),
             health_url: "http://127.0.0.1:3001/health".into(),
             figures: Figures::default(),
+            last_alert: None,
         }
     }
 

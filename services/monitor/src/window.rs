@@ -50,7 +50,7 @@ impl Window {
         }
         self.points.push_back(Point {
             at_ms: now_ms,
-            latency_ms: latency_ms as f32,
+            latency_ms: to_point(latency_ms),
         });
     }
 
@@ -190,6 +190,16 @@ impl Window {
     }
 }
 
+/// A latency as stored: samples are bounded at validation (<= 1 h), but the window must stay
+/// finite whatever it is given, since `as f32` turns anything above f32::MAX into infinity
+/// (and one infinity poisons every average and quantile over the window).
+fn to_point(latency_ms: f64) -> f32 {
+    if latency_ms.is_nan() {
+        return 0.0;
+    }
+    latency_ms.clamp(0.0, f64::from(f32::MAX)) as f32
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyStats {
     pub avg: f64,
@@ -270,6 +280,24 @@ mod tests {
             proptest::prop_assert_eq!(s.p99, rank(0.99));
             proptest::prop_assert_eq!(w.latency_quantile(0, 1000, 0.95, &mut Vec::new()), Some(rank(0.95)));
         }
+    }
+
+    #[test]
+    fn stored_latencies_and_their_statistics_are_always_finite() {
+        let mut w = Window::new(60_000, 1000, 0);
+        for (i, v) in [1e39, f64::INFINITY, f64::NAN, -5.0, f64::MAX, 3_600_000.0]
+            .into_iter()
+            .enumerate()
+        {
+            w.push(i as u64, v);
+        }
+        let s = w.latency_stats(0, &mut Vec::new()).unwrap();
+        assert!(
+            s.avg.is_finite() && s.p95.is_finite() && s.p99.is_finite(),
+            "{s:?}"
+        );
+        let q = w.latency_quantile(0, 1000, 0.95, &mut Vec::new()).unwrap();
+        assert!(q.is_finite());
     }
 
     #[test]

@@ -97,6 +97,33 @@ pub struct ServiceState {
     pub instance: String,
     pub health_url: String,
     pub figures: Figures,
+    /// The last alert event (a firing or a resolve) published for this service before this
+    /// state: a restarted monitor compares it with the last event HEALTH_EVENTS holds for the
+    /// service, to know whether the stream has anything this state has not seen (or lacks
+    /// something it has). Absent before the first alert (and from older monitors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_alert: Option<AlertMark>,
+}
+
+/// Which alert event a state was written after: its `id` and `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
+pub struct AlertMark {
+    pub id: String,
+    pub state: AlertState,
+}
+
+impl AlertMark {
+    pub fn of(event: &AlertEvent) -> Self {
+        Self {
+            id: event.id.clone(),
+            state: event.state,
+        }
+    }
+
+    pub fn is(&self, event: &AlertEvent) -> bool {
+        self.id == event.id && self.state == event.state
+    }
 }
 
 /// Reply to `health.snapshot` (one page) and body of `GET /api/status` (everything).

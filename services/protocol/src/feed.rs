@@ -62,6 +62,11 @@ pub struct GatewayState {
     /// What is wrong while `live` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The origins whose health URLs the dashboard may poll (`--health-origins`):
+    /// `scheme://host:port`, `scheme://host:*` (any port) or `*` (any URL that passes the
+    /// health URL rule). Absent or empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_origins: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -105,6 +110,7 @@ mod tests {
                 source: "none".into(),
                 live: true,
                 problem: None,
+                health_origins: Vec::new(),
             },
         };
         let v = serde_json::to_value(&g).unwrap();

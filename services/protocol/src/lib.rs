@@ -11,14 +11,19 @@ pub mod requests;
 pub mod sample;
 pub mod status;
 pub mod subjects;
+pub mod url;
 
 pub use chaos::{ChaosReply, ChaosRequest, FaultMode};
 pub use events::{
-    ActiveAlert, AlertEvent, Figures, MonitorHeartbeat, ServiceState, ServiceSummary, Snapshot,
-    StatusChange,
+    ActiveAlert, AlertEvent, AlertMark, Figures, MonitorHeartbeat, ServiceState, ServiceSummary,
+    Snapshot, StatusChange,
 };
 pub use feed::{ClientMessage, FeedMessage, FeedSnapshot, GatewayState, History, HistoryEntry};
 pub use name::{NameError, ServiceName};
 pub use requests::{RetireReply, RetireRequest, SnapshotRequest};
-pub use sample::{MAX_SAMPLE_BYTES, MetricSample, Refusal, RefusalReason, parse_sample};
+pub use sample::{
+    MAX_JSON_INT, MAX_LATENCY_MS, MAX_SAMPLE_BYTES, MetricSample, Refusal, RefusalReason,
+    check_instance, parse_sample,
+};
 pub use status::{AlertName, AlertState, Status};
+pub use url::{OriginPattern, check_health_url, health_url_allowed, is_acceptable_health_url};

@@ -9,9 +9,15 @@ use crate::name::{ServiceName, validate_name};
 
 /// A sample larger than this is refused before it is parsed (a real one is ~300 bytes).
 pub const MAX_SAMPLE_BYTES: usize = 4 * 1024;
-/// Longest accepted `instance` and `health_url`.
+/// Longest accepted `instance`, in characters (Unicode scalar values), not bytes.
 pub const MAX_INSTANCE_LEN: usize = 128;
-pub const MAX_URL_LEN: usize = 512;
+pub use crate::url::MAX_URL_LEN;
+/// Largest accepted `seq` and `ts_ms`: the largest integer a JSON reader holding numbers as
+/// doubles (JavaScript, the dashboard) reads exactly.
+pub const MAX_JSON_INT: u64 = (1 << 53) - 1;
+/// Largest accepted `latency_ms`: one hour. Anything slower is an outage, not a latency, and
+/// the bound keeps every figure derived from it (sums, the f32 window) finite.
+pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
 
 /// One heartbeat with the service's current figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,22 +26,24 @@ pub struct MetricSample {
     pub service: ServiceName,
     #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 128)))]
     pub instance: String,
-    /// Per instance, increasing by one per sample.
+    /// Per instance, increasing by one per sample; at most 2^53 - 1.
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub seq: u64,
-    /// The sender's clock, epoch ms. Informational: health is judged on receipt.
+    /// The sender's clock, epoch ms. Informational: health is judged on receipt. At most 2^53 - 1.
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub ts_ms: u64,
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
     pub cpu_pct: f64,
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
     pub mem_pct: f64,
-    #[cfg_attr(feature = "schema", schemars(range(min = 0.0)))]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 3_600_000.0)))]
     pub latency_ms: f64,
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
     pub error_rate: f64,
     /// Where a browser can reach this service's `/health`.
     #[cfg_attr(
         feature = "schema",
-        schemars(length(max = 512), pattern(r#"^https?://[^\s"<>]+$"#))
+        schemars(length(max = 512), pattern(r#"^https?://[!#-;=?-\[\]_a-z~]+$"#))
     )]
     pub health_url: String,
     /// Set on the last sample a service sends when told to stop.
@@ -154,7 +162,15 @@ pub fn parse_sample(subject_service: &str, payload: &[u8]) -> Result<MetricSampl
         .map_err(|e| Refusal::new(RefusalReason::BadName, format!("subject token: {e}")))?;
     let raw: RawSample<'_> = serde_json::from_slice(payload).map_err(|e| {
         let reason = match e.classify() {
-            serde_json::error::Category::Data => RefusalReason::Schema,
+            // A shape error can be met before the end of a payload that is not JSON at all
+            // (`[[[[` fails on its second `[` as "not a string"): only well-formed JSON of
+            // the wrong shape is `schema`. The second parse runs on refusals only.
+            serde_json::error::Category::Data
+                if serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok() =>
+            {
+                RefusalReason::Schema
+            }
+            serde_json::error::Category::Data => RefusalReason::InvalidJson,
             _ if e.to_string().contains("out of range") => RefusalReason::NotFinite,
             _ => RefusalReason::InvalidJson,
         };
@@ -191,7 +207,7 @@ impl MetricSample {
         let ranged: [(&str, f64, f64, f64); 4] = [
             ("cpu_pct", self.cpu_pct, 0.0, 100.0),
             ("mem_pct", self.mem_pct, 0.0, 100.0),
-            ("latency_ms", self.latency_ms, 0.0, f64::MAX),
+            ("latency_ms", self.latency_ms, 0.0, MAX_LATENCY_MS),
             ("error_rate", self.error_rate, 0.0, 1.0),
         ];
         for (field, value, lo, hi) in ranged {
@@ -208,41 +224,72 @@ impl MetricSample {
                 ));
             }
         }
-        if self.instance.is_empty()
-            || self.instance.len() > MAX_INSTANCE_LEN
-            || self.instance.chars().any(char::is_control)
-        {
-            return Err(Refusal::new(
-                RefusalReason::BadInstance,
-                "instance must be 1-128 printable characters",
-            ));
+        for (field, value) in [("seq", self.seq), ("ts_ms", self.ts_ms)] {
+            if value > MAX_JSON_INT {
+                return Err(Refusal::new(
+                    RefusalReason::OutOfRange,
+                    format!("{field}={value} above 2^53 - 1"),
+                ));
+            }
         }
-        if !is_acceptable_health_url(&self.health_url) {
-            return Err(Refusal::new(
+        check_instance(&self.instance)
+            .map_err(|why| Refusal::new(RefusalReason::BadInstance, why))?;
+        crate::url::check_health_url(&self.health_url).map_err(|why| {
+            Refusal::new(
                 RefusalReason::BadHealthUrl,
-                "health_url must be an http(s) URL of at most 512 printable characters",
-            ));
-        }
+                format!("health_url refused: {why}"),
+            )
+        })?;
         Ok(())
     }
 }
 
-/// The dashboard fetches this URL from a browser, so only plain http(s) is allowed
-/// (no `javascript:`, no whitespace or control characters).
-fn is_acceptable_health_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(rest) => {
-            !rest.is_empty()
-                && url.len() <= MAX_URL_LEN
-                && !url.chars().any(|c| {
-                    c.is_control() || c.is_whitespace() || c == '"' || c == '<' || c == '>'
-                })
-        }
-        None => false,
+/// The instance rule, shared with the simulator's `--instance`: 1-128 characters (counted
+/// as characters, not bytes), no control or bidirectional-override characters, and not made
+/// only of whitespace or invisible characters (an id nobody can read or tell apart).
+pub fn check_instance(id: &str) -> Result<(), &'static str> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_INSTANCE_LEN {
+        return Err("instance must be 1-128 characters");
     }
+    if id.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err("instance has a control or bidirectional-override character");
+    }
+    if id.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err("instance is only whitespace or invisible characters");
+    }
+    Ok(())
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that render as nothing (format characters, fillers, blanks) but are not
+/// `char::is_whitespace`.
+fn is_invisible(c: char) -> bool {
+    is_bidi_control(c)
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{206A}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{1D159}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
 }
 
 #[cfg(test)]
@@ -354,6 +401,76 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn every_numeric_field_is_bounded_to_what_its_readers_hold() {
+        use RefusalReason::*;
+        // Poisoned the f32 window once (1e39 > f32::MAX): now out of range.
+        assert_eq!(
+            reason_for("auth", &with("latency_ms", 1e39.into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("latency_ms", (MAX_LATENCY_MS + 1.0).into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("seq", (MAX_JSON_INT + 1).into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for("auth", &with("ts_ms", u64::MAX.into())),
+            OutOfRange
+        );
+        // The largest of each is accepted.
+        let mut v = good();
+        v["latency_ms"] = MAX_LATENCY_MS.into();
+        v["seq"] = MAX_JSON_INT.into();
+        v["ts_ms"] = MAX_JSON_INT.into();
+        v["cpu_pct"] = 100.0.into();
+        v["mem_pct"] = 100.0.into();
+        v["error_rate"] = 1.0.into();
+        assert!(parse_sample("auth", &serde_json::to_vec(&v).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn unterminated_json_is_invalid_json_not_schema() {
+        use RefusalReason::*;
+        for junk in ["[[[[", "[", "{\"service\":", "[\"auth\", [", "[1,"] {
+            assert_eq!(reason_for("auth", junk.as_bytes()), InvalidJson, "{junk}");
+        }
+        assert_eq!(reason_for("auth", b"[[]]"), Schema);
+    }
+
+    #[test]
+    fn instance_ids_are_counted_in_characters_and_must_be_visible() {
+        use RefusalReason::*;
+        // 128 characters of 2 bytes each: 256 bytes, accepted; 129 are not.
+        assert!(parse_sample("auth", &with("instance", "é".repeat(128).into())).is_ok());
+        assert_eq!(
+            reason_for("auth", &with("instance", "é".repeat(129).into())),
+            BadInstance
+        );
+        for id in [
+            "\u{200B}",
+            "\u{00A0}",
+            "\u{2028}",
+            "   ",
+            "\u{FEFF}\u{200B} ",
+            "\u{3164}",
+            "a\u{202E}b",
+        ] {
+            assert_eq!(
+                reason_for("auth", &with("instance", id.into())),
+                BadInstance,
+                "{id:?}"
+            );
+        }
+        assert!(
+            check_instance("auth 1").is_ok(),
+            "inner spaces are readable"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub const METRICS_ALL: &str = "metrics.*";
 pub const HEALTH_ALL: &str = "health.>";
 pub const STATUS_ALL: &str = "health.status.>";
 pub const ALERT_ALL: &str = "health.alert.>";
+/// One token per service: what lists every service with an alert in HEALTH_EVENTS.
+pub const ALERT_EACH: &str = "health.alert.*";
 pub const SUMMARY_ALL: &str = "health.metrics.>";
 pub const HEARTBEAT: &str = "health.monitor.heartbeat";
 pub const SNAPSHOT: &str = "health.snapshot";

@@ -259,38 +259,112 @@ fn reconnect_delay(attempts: usize) -> Duration {
     RECONNECT_BACKOFF.delay(u32::try_from(attempts - 1).unwrap_or(u32::MAX))
 }
 
-/// The `health_status` KV bucket's current values, one per service. Entries that do not
-/// parse are skipped with a warning: an old or foreign value must not stop a part from
-/// starting.
+/// The `health_status` KV bucket's current values, one per service. Unreadable entries
+/// are left out, and how many is logged (see [`load_service_states_checked`]).
 pub async fn load_service_states(kv: &kv::Store) -> anyhow::Result<Vec<ServiceState>> {
+    let loaded = load_service_states_checked(kv).await?;
+    if !loaded.unreadable.is_empty() {
+        tracing::warn!(
+            unreadable = loaded.unreadable.len(),
+            "KV entries that could not be read were left out"
+        );
+    }
+    Ok(loaded.states)
+}
+
+/// What [`load_service_states_checked`] found.
+#[derive(Debug, Default)]
+pub struct LoadedStates {
+    pub states: Vec<ServiceState>,
+    /// Keys whose value could not be read at all (left out; each logged).
+    pub unreadable: Vec<String>,
+    /// Entries read only after their `null` numbers were taken as 0 (written by a monitor
+    /// that let a non-finite figure through, which JSON writes as `null`).
+    pub repaired: usize,
+}
+
+/// The bucket's current values, with every entry accounted for: read, repaired or
+/// unreadable (logged one by one, and listed, so a caller can count them and leave those
+/// services alone rather than take them for absent).
+pub async fn load_service_states_checked(kv: &kv::Store) -> anyhow::Result<LoadedStates> {
     let status = kv.status().await.context("KV status")?;
     if status.values() == 0 {
-        return Ok(Vec::new());
+        return Ok(LoadedStates::default());
     }
     let mut watch = kv.watch_with_history(">").await.context("KV watch")?;
-    let mut latest: HashMap<String, Option<ServiceState>> = HashMap::new();
+    let mut latest: HashMap<String, Option<(ServiceState, bool)>> = HashMap::new();
     loop {
         let entry = tokio::time::timeout(Duration::from_secs(10), watch.next())
             .await
             .context("KV load timed out")?;
         let Some(entry) = entry else { break };
         let entry = entry.context("KV watch entry")?;
-        let value = match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<ServiceState>(&entry.value) {
-                Ok(s) if s.service.as_str() == entry.key => Some(s),
-                _ => {
-                    tracing::warn!(key = %entry.key, "skipping unreadable KV entry");
-                    None
-                }
-            },
-            _ => None,
-        };
-        latest.insert(entry.key, value);
-        if entry.delta == 0 {
+        let delta = entry.delta;
+        match entry.operation {
+            kv::Operation::Put => {
+                let parsed = parse_stored_state(&entry.key, &entry.value);
+                latest.insert(entry.key, parsed);
+            }
+            _ => {
+                latest.remove(&entry.key);
+            }
+        }
+        if delta == 0 {
             break;
         }
     }
-    Ok(latest.into_values().flatten().collect())
+    let mut out = LoadedStates::default();
+    for (key, value) in latest {
+        match value {
+            Some((state, repaired)) => {
+                out.repaired += usize::from(repaired);
+                out.states.push(state);
+            }
+            None => {
+                tracing::warn!(key = %key, "unreadable KV entry");
+                out.unreadable.push(key);
+            }
+        }
+    }
+    out.unreadable.sort_unstable();
+    Ok(out)
+}
+
+/// A stored state, or None when it cannot be read for `key`. A value whose only fault is
+/// `null` where a number belongs (in `figures` or an alert's `value`/`threshold`) is read
+/// with 0 there, and flagged as repaired: its status and firing alerts are what matter.
+pub fn parse_stored_state(key: &str, bytes: &[u8]) -> Option<(ServiceState, bool)> {
+    if let Ok(s) = serde_json::from_slice::<ServiceState>(bytes) {
+        return (s.service.as_str() == key).then_some((s, false));
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let zero_nulls = |obj: &mut serde_json::Value, fields: &[&str]| {
+        if let Some(obj) = obj.as_object_mut() {
+            for f in fields {
+                if obj.get(*f).is_some_and(serde_json::Value::is_null) {
+                    obj.insert((*f).to_owned(), serde_json::json!(0.0));
+                }
+            }
+        }
+    };
+    if let Some(figures) = v.get_mut("figures") {
+        let fields: Vec<String> = figures
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        zero_nulls(figures, &fields);
+    }
+    if let Some(alerts) = v
+        .get_mut("alerts")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for a in alerts {
+            zero_nulls(a, &["value", "threshold"]);
+        }
+    }
+    let s: ServiceState = serde_json::from_value(v).ok()?;
+    (s.service.as_str() == key).then_some((s, true))
 }
 
 /// One message read back from a JetStream stream.
@@ -395,6 +469,39 @@ pub fn epoch_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_states_with_null_figures_are_repaired_and_junk_is_unreadable() {
+        let good = serde_json::json!({
+            "service": "a", "status": "DOWN", "since_ms": 1, "last_seen_ms": 1,
+            "reasons": ["no sample for 3.1 s"], "instance": "a-1",
+            "health_url": "http://127.0.0.1:3001/health",
+            "alerts": [{"id": "a:SERVICE_DOWN:1", "alert": "SERVICE_DOWN", "value": 3.1,
+                        "threshold": 3.0, "since_ms": 1}],
+            "figures": {"cpu_pct": 1.0, "mem_pct": 1.0, "error_rate": 0.0, "latency_ms": 1.0,
+                        "latency_avg_ms": 1.0, "latency_p95_ms": 1.0, "latency_p99_ms": 1.0,
+                        "uptime_pct": 100.0, "samples": 1, "window_s": 60}
+        });
+        let bytes = serde_json::to_vec(&good).unwrap();
+        assert!(matches!(parse_stored_state("a", &bytes), Some((_, false))));
+        assert!(
+            parse_stored_state("b", &bytes).is_none(),
+            "key and service differ"
+        );
+        // What a 1e39 latency left behind: infinities written as null.
+        let mut poisoned = good.clone();
+        poisoned["figures"]["latency_avg_ms"] = serde_json::Value::Null;
+        poisoned["figures"]["latency_p95_ms"] = serde_json::Value::Null;
+        poisoned["alerts"][0]["value"] = serde_json::Value::Null;
+        let (s, repaired) =
+            parse_stored_state("a", &serde_json::to_vec(&poisoned).unwrap()).unwrap();
+        assert!(repaired);
+        assert_eq!(s.alerts.len(), 1, "the firing alert survives");
+        assert_eq!(s.figures.latency_p95_ms, 0.0);
+        for junk in [&b"not json"[..], b"{}", b"[1]", b"null"] {
+            assert!(parse_stored_state("a", junk).is_none());
+        }
+    }
 
     #[test]
     fn reconnect_delay_is_short_capped_and_jittered() {

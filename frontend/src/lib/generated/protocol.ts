@@ -22,9 +22,9 @@ export type AlertState = "firing" | "resolved";
 export type MetricSample = {
   service: ServiceName;
   instance: string;
-  /** Per instance, increasing by one per sample. */
+  /** Per instance, increasing by one per sample; at most 2^53 - 1. */
   seq: number;
-  /** The sender's clock, epoch ms. Informational: health is judged on receipt. */
+  /** The sender's clock, epoch ms. Informational: health is judged on receipt. At most 2^53 - 1. */
   ts_ms: number;
   cpu_pct: number;
   mem_pct: number;
@@ -115,6 +115,13 @@ export type ServiceState = {
   instance: string;
   health_url: string;
   figures: Figures;
+  /**
+   * The last alert event (a firing or a resolve) published for this service before this
+   * state: a restarted monitor compares it with the last event HEALTH_EVENTS holds for the
+   * service, to know whether the stream has anything this state has not seen (or lacks
+   * something it has). Absent before the first alert (and from older monitors).
+   */
+  last_alert?: AlertMark | null;
 };
 
 /**
@@ -208,6 +215,12 @@ export type GatewayState = {
   live: boolean;
   /** What is wrong while `live` is false. */
   problem?: string | null;
+  /**
+   * The origins whose health URLs the dashboard may poll (`--health-origins`):
+   * `scheme://host:port`, `scheme://host:*` (any port) or `*` (any URL that passes the
+   * health URL rule). Absent or empty: none.
+   */
+  health_origins?: Array<string>;
 };
 
 /** A client-to-server message. Anything else is ignored and counted. */

@@ -1,10 +1,12 @@
 //! Monitor integration tests: real nats-server, real monitor and simulator processes.
 
+mod bounds;
 mod helpers;
 mod hostile;
 mod pipeline;
 mod reads;
 mod reliability;
+mod restart_scale;
 mod restarts;
 mod retire;
 mod signals;
