@@ -11,7 +11,8 @@ a container engine. Run by scripts/check-stack.sh (which installs what this need
 3. Ports and names agree between the contract (shared CONTRACT.md, or docs when absent),
    nats.conf, the binaries' built-in defaults, compose, scripts/stack.sh and nginx.conf.
 4. NATS users and development passwords agree between nats.conf, compose, scripts/stack.sh,
-   the permissions test and docs/STACK.md.
+   the permissions test and docs/STACK.md; each simulated service has its own user, limited
+   to its own metrics.<service> and chaos.<service>.
 
 Prints one line per check and `N passed, N failed`; exits 1 if any failed.
 """
@@ -31,6 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SIMS = {"auth": 3001, "billing": 3002, "notifications": 3003, "analytics": 3004}
 ROLES = ("monitor", "gateway", "simulator", "operator")
+# One NATS user per simulated service; `simulator` (any service) is a development shortcut.
+SIM_USERS = {s: f"sim-{s}" for s in SIMS}
 
 results: list[tuple[bool, str]] = []
 
@@ -264,17 +267,36 @@ def check_ports(model: dict) -> None:
 # ---------------------------------------------------------------- users and passwords
 
 def nats_users() -> dict[str, str]:
-    return dict(re.findall(r'\{\s*user:\s*(\w+),\s*password:\s*"([^"]*)"', read("nats.conf")))
+    return dict(re.findall(r'\{\s*user:\s*([\w-]+),\s*password:\s*"([^"]*)"', read("nats.conf")))
+
+
+def nats_perms(block: str) -> str:
+    """The text of one permissions block of nats.conf (`NAME: { ... }`, braces balanced)."""
+    text = read("nats.conf")
+    m = re.search(rf"(?m)^\s*{block}:\s*\{{", text)
+    if not m:
+        return ""
+    depth, i = 1, m.end()
+    while depth and i < len(text):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[m.end():i - 1]
 
 
 def check_users(model: dict) -> None:
     users = nats_users()
-    check(set(users) == {*ROLES, "viewer"}, "nats.conf users: " + ", ".join(sorted({*ROLES, "viewer"})), f"got {sorted(users)}")
+    want = {*ROLES, "viewer", *SIM_USERS.values()}
+    check(set(users) == want, "nats.conf users: " + ", ".join(sorted(want)), f"got {sorted(users)}")
+    for sim, user in SIM_USERS.items():
+        block = nats_perms(f"SIM_{sim.upper()}_PERMS")
+        ok = (f'publish: {{ allow: ["metrics.{sim}"] }}' in block and f'subscribe: {{ allow: ["chaos.{sim}"] }}' in block
+              and re.search(rf"user:\s*{user},[^}}]*\$SIM_{sim.upper()}_PERMS", read("nats.conf")) is not None)
+        check(ok, f"nats.conf: {user} may publish only metrics.{sim} and receive only chaos.{sim}", block.strip())
     m = re.search(r"(?m)^\s*no_auth_user:\s*(\w+)", read("nats.conf"))
     check(bool(m) and m.group(1) == "viewer", "nats.conf: no_auth_user is viewer")
 
     svc = model["services"]
-    logins = {"monitor": "monitor", "gateway": "gateway", **{s: "simulator" for s in SIMS}}
+    logins = {"monitor": "monitor", "gateway": "gateway", **SIM_USERS}
     for name, role in logins.items():
         env = svc[name]["environment"]
         check(env.get("NATS_USER") == role and env.get("NATS_PASSWORD") == users.get(role),
@@ -283,18 +305,23 @@ def check_users(model: dict) -> None:
           "compose nats-box: operator password = nats.conf")
 
     stack = read("scripts/stack.sh")
-    for role in ("monitor", "gateway", "simulator"):
-        var = f"VITALS_{role.upper()}_PASSWORD"
+    for role in ("monitor", "gateway", *SIM_USERS.values()):
+        var = f"VITALS_{role.upper().replace('-', '_')}_PASSWORD"
         m = re.search(rf'\$\{{{var}:-([^}}]*)\}}', stack)
         check(bool(m) and m.group(1) == users.get(role), f"stack.sh: {role} password defaults to nats.conf's")
+    for role in ("monitor", "gateway"):
         check(re.search(rf"login {role} ", stack) is not None, f"stack.sh: {role} part logs in as {role}")
+    check('login "sim-$name" "$(sim_password "$name")"' in stack
+          and all(re.search(rf'{s}\) echo "\$SIM_{s.upper()}_PASSWORD"', stack) for s in SIMS),
+          "stack.sh: each simulator logs in as sim-<service> with its own password")
+    check("login simulator" not in stack, "stack.sh: no simulator uses the shared development user")
 
     test = read("services/testkit/tests/nats_conf.rs")
-    for role in (*ROLES, "viewer"):
+    for role in (*ROLES, "viewer", *SIM_USERS.values()):
         check(f'("{role}", "{users.get(role)}")' in test, f"permissions test uses nats.conf's {role} password")
     docs = read("docs/STACK.md")
     check(f"--user operator --password {users.get('operator')}" in docs, "docs/STACK.md gives the operator's password")
-    for role in ROLES:
+    for role in (*ROLES, *SIM_USERS.values()):
         check(users.get(role, "\0") in docs, f"docs/STACK.md lists the {role} password")
 
 

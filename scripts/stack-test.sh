@@ -58,9 +58,9 @@ user_of() { jq -r --arg n "$1" '[.connections[] | select(.name == $n) | .authori
 [ "$(user_of vitals-monitor)" = monitor ] || fail "monitor logged in as '$(user_of vitals-monitor)'"
 [ "$(user_of vitals-gateway)" = gateway ] || fail "gateway logged in as '$(user_of vitals-gateway)'"
 for s in auth billing notifications analytics; do
-  [ "$(user_of "simulator $s")" = simulator ] || fail "simulator $s logged in as '$(user_of "simulator $s")'"
+  [ "$(user_of "simulator $s")" = "sim-$s" ] || fail "simulator $s logged in as '$(user_of "simulator $s")', not sim-$s"
 done
-ok "monitor, gateway and simulators logged in as their own NATS users"
+ok "monitor, gateway and each simulator logged in as its own NATS user"
 
 if [ "$with_dashboard" = 1 ]; then
   curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/" | grep -qi "<html" || fail "dashboard serves no page"

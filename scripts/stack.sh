@@ -4,8 +4,9 @@
 # Logs and PIDs live in one run directory (.run/ by default).
 # Each part logs in to NATS as its role (nats.conf); the passwords default to the same
 # development passwords as docker-compose.yml and can be overridden by env:
-#   VITALS_MONITOR_PASSWORD, VITALS_GATEWAY_PASSWORD, VITALS_SIMULATOR_PASSWORD, and
-#   VITALS_NATS_CONF (another nats.conf, e.g. with your own passwords).
+#   VITALS_MONITOR_PASSWORD, VITALS_GATEWAY_PASSWORD, VITALS_SIM_<SERVICE>_PASSWORD (one
+#   user per simulated service: VITALS_SIM_AUTH_PASSWORD, ..._BILLING_, ..._NOTIFICATIONS_,
+#   ..._ANALYTICS_), and VITALS_NATS_CONF (another nats.conf, e.g. with your own passwords).
 # VITALS_PARTS="nats monitor ..." limits what `up` starts (default: all of PARTS below).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,13 +21,27 @@ SIM_PORT_BASE="${SIM_PORT_BASE:-3000}"
 NATS_CONF="${VITALS_NATS_CONF:-$root/nats.conf}"
 MONITOR_PASSWORD="${VITALS_MONITOR_PASSWORD:-monitor-dev}"
 GATEWAY_PASSWORD="${VITALS_GATEWAY_PASSWORD:-gateway-dev}"
-SIMULATOR_PASSWORD="${VITALS_SIMULATOR_PASSWORD:-simulator-dev}"
+# Each simulator may publish and answer only for its own service (nats.conf).
+SIM_AUTH_PASSWORD="${VITALS_SIM_AUTH_PASSWORD:-sim-auth-dev}"
+SIM_BILLING_PASSWORD="${VITALS_SIM_BILLING_PASSWORD:-sim-billing-dev}"
+SIM_NOTIFICATIONS_PASSWORD="${VITALS_SIM_NOTIFICATIONS_PASSWORD:-sim-notifications-dev}"
+SIM_ANALYTICS_PASSWORD="${VITALS_SIM_ANALYTICS_PASSWORD:-sim-analytics-dev}"
 SIMS=(auth billing notifications analytics)
 PARTS=(nats monitor gateway "${SIMS[@]}" dashboard)
 read -r -a UP_PARTS <<<"${VITALS_PARTS:-${PARTS[*]}}"
 
 case "$PROFILE" in debug) bin_dir="$root/target/debug" ;; *) bin_dir="$root/target/$PROFILE" ;; esac
 nats_url="nats://127.0.0.1:$NATS_PORT"
+
+sim_password() {
+  case "$1" in
+    auth) echo "$SIM_AUTH_PASSWORD" ;;
+    billing) echo "$SIM_BILLING_PASSWORD" ;;
+    notifications) echo "$SIM_NOTIFICATIONS_PASSWORD" ;;
+    analytics) echo "$SIM_ANALYTICS_PASSWORD" ;;
+    *) return 1 ;;
+  esac
+}
 
 sim_port() { # auth 3001, billing 3002, notifications 3003, analytics 3004
   local i
@@ -75,7 +90,7 @@ launch() {
       GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" exec node_modules/.bin/vite preview \
         --host 127.0.0.1 --port "$DASHBOARD_PORT" --strictPort ;;
     *)
-      login simulator "$SIMULATOR_PASSWORD"
+      login "sim-$name" "$(sim_password "$name")"
       exec "$bin_dir/simulator" --service "$name" --instance "$name-local-$$" --nats-url "$nats_url" \
         --http-addr "127.0.0.1:$(sim_port "$name")" ;;
   esac

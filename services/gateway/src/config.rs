@@ -32,6 +32,8 @@ fn parse_health_origin(raw: &str) -> Result<String, String> {
 pub struct Config {
     #[command(flatten)]
     pub nats: vitals_runtime::NatsArgs,
+    #[command(flatten)]
+    pub http: vitals_runtime::http::HttpArgs,
     #[arg(long, env = "GATEWAY_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
     /// Origins allowed to open `/ws` and call `/api` from a browser (comma-separated).

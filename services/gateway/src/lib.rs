@@ -89,9 +89,12 @@ pub async fn run(
         tracker: tracker.clone(),
     });
     let app = http::router(state, config.static_dir.as_deref());
+    // A reverse proxy brings every viewer from one address: room for all the WebSocket
+    // clients plus the HTTP requests beside them.
+    let limits = config.http.limits(config.max_clients.saturating_add(256));
     let server =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+        vitals_runtime::http::serve(listener, app, cancel.clone().cancelled_owned(), limits);
+    let mut server = tokio::spawn(server);
     tracing::info!("gateway running");
     let served = tokio::select! {
         r = &mut server => Some(r),

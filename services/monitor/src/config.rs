@@ -26,6 +26,8 @@ pub const DEFAULT_ORIGINS: &str =
 pub struct Config {
     #[command(flatten)]
     pub nats: vitals_runtime::NatsArgs,
+    #[command(flatten)]
+    pub http: vitals_runtime::http::HttpArgs,
     /// HTTP listener: /healthz, /metrics, /api/status.
     #[arg(long, env = "MONITOR_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,

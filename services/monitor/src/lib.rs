@@ -62,11 +62,15 @@ pub async fn run(
     });
     let app = http::router(http_state.clone());
     let http_cancel = cancel.clone();
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_cancel.cancelled_owned())
-            .await
-    });
+    let limits = config
+        .http
+        .limits(vitals_runtime::http::DEFAULT_MAX_CONNS_PER_IP);
+    let mut server = tokio::spawn(vitals_runtime::http::serve(
+        listener,
+        app,
+        http_cancel.cancelled_owned(),
+        limits,
+    ));
 
     let pending_limit = config.pending_limit as usize;
     let (client, conn_rx) = config

@@ -17,7 +17,13 @@ use serde_json::Value;
 use vitals_testkit::{ChildProc, NatsServer, SOON, collect_for, next_within, wait_until};
 
 /// The development passwords (nats.conf, docker-compose.yml, scripts/stack.sh, docs/STACK.md).
+/// The shared `simulator` user is the load-test shortcut; the stacks' simulators each have
+/// their own.
 const SIMULATOR: (&str, &str) = ("simulator", "simulator-dev");
+const SIM_AUTH: (&str, &str) = ("sim-auth", "sim-auth-dev");
+const SIM_BILLING: (&str, &str) = ("sim-billing", "sim-billing-dev");
+const SIM_NOTIFICATIONS: (&str, &str) = ("sim-notifications", "sim-notifications-dev");
+const SIM_ANALYTICS: (&str, &str) = ("sim-analytics", "sim-analytics-dev");
 const MONITOR: (&str, &str) = ("monitor", "monitor-dev");
 const GATEWAY: (&str, &str) = ("gateway", "gateway-dev");
 const OPERATOR: (&str, &str) = ("operator", "operator-dev");
@@ -302,7 +308,17 @@ async fn anonymous_is_a_read_only_viewer() -> Result<()> {
 #[tokio::test]
 async fn wrong_passwords_are_refused() -> Result<()> {
     let nats = server()?;
-    for user in ["monitor", "gateway", "simulator", "operator", "viewer"] {
+    for user in [
+        "monitor",
+        "gateway",
+        "simulator",
+        "operator",
+        "viewer",
+        SIM_AUTH.0,
+        SIM_BILLING.0,
+        SIM_NOTIFICATIONS.0,
+        SIM_ANALYTICS.0,
+    ] {
         let result = async_nats::ConnectOptions::new()
             .user_and_password(user.into(), "wrong".into())
             .connect(nats.url())
@@ -312,58 +328,115 @@ async fn wrong_passwords_are_refused() -> Result<()> {
     Ok(())
 }
 
+/// Each simulated service's user speaks only for that service: its own samples, its own
+/// chaos requests; never another's samples (nor a forged `stopping: true`), another's
+/// chaos, health.> or JetStream.
 #[tokio::test]
-async fn simulators_publish_metrics_and_answer_chaos_only() -> Result<()> {
+async fn each_simulator_speaks_only_for_its_own_service() -> Result<()> {
+    let nats = server()?;
+    let monitor = connect(&nats, Some(MONITOR)).await?;
+    let operator = connect(&nats, Some(OPERATOR)).await?;
+    let mut metrics = subscribe(&monitor, "metrics.>").await?;
+    for (me, other) in [
+        (SIM_BILLING, "auth"),
+        (SIM_AUTH, "billing"),
+        (SIM_NOTIFICATIONS, "analytics"),
+        (SIM_ANALYTICS, "notifications"),
+    ] {
+        let service = me.0.trim_start_matches("sim-");
+        let sim = connect(&nats, Some(me)).await?;
+        let own = format!("metrics.{service}");
+        sim.client.publish(own.clone(), "{}".into()).await?;
+        let msg = next_within(&mut metrics, SOON).await?;
+        assert_eq!(msg.subject.as_str(), own);
+
+        // Another service's samples, including the forged last sample of a stop.
+        let forged = format!(
+            r#"{{"service":"{other}","instance":"x","seq":1,"ts_ms":1,"cpu_pct":1,"mem_pct":1,"latency_ms":1,"error_rate":0,"health_url":"http://h/health","stopping":true}}"#
+        );
+        sim.client
+            .publish(format!("metrics.{other}"), forged.into())
+            .await?;
+        sim.client.flush().await?;
+        sim.violation("publish", &format!("metrics.{other}"))
+            .await?;
+        for subject in [
+            "metrics.load-0",
+            "health.status.billing",
+            "health.snapshot",
+            "chaos.auth",
+            "_INBOX.x",
+            "$JS.API.INFO",
+            "$KV.health_status.billing",
+        ] {
+            sim.publish_denied(subject).await?;
+        }
+        nothing_arrives(
+            &mut metrics,
+            &format!("{} forging another's samples", sim.who),
+        )
+        .await?;
+
+        // Another service's chaos requests, or all of them, never reach it.
+        for subject in [
+            format!("chaos.{other}"),
+            "chaos.>".to_owned(),
+            "health.>".to_owned(),
+        ] {
+            let _denied = sim.client.subscribe(subject.clone()).await?;
+            sim.sync().await?;
+            sim.violation("subscription", &subject).await?;
+        }
+        sim.forget_errors();
+
+        // Its own chaos: received, and answered on the request's reply subject.
+        let mut requests = subscribe(&sim, &format!("chaos.{service}")).await?;
+        let answer = tokio::spawn(async move {
+            let req = next_within(&mut requests, SOON).await?;
+            let reply = req.reply.context("chaos request without a reply subject")?;
+            sim.client.publish(reply, r#"{"ok":true}"#.into()).await?;
+            sim.client.flush().await?;
+            anyhow::Ok(sim)
+        });
+        let reply = tokio::time::timeout(
+            SOON,
+            operator.client.request(
+                format!("chaos.{service}"),
+                r#"{"mode":"latency","for_s":1}"#.into(),
+            ),
+        )
+        .await
+        .context("chaos request timed out")??;
+        assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
+        answer.await??.clean()?;
+    }
+    Ok(())
+}
+
+/// The development shortcut (load tests, `--count`): any service's samples and chaos,
+/// still nothing of health.> or JetStream.
+#[tokio::test]
+async fn the_shared_simulator_user_is_limited_to_metrics_and_chaos() -> Result<()> {
     let nats = server()?;
     let sim = connect(&nats, Some(SIMULATOR)).await?;
     let monitor = connect(&nats, Some(MONITOR)).await?;
     let operator = connect(&nats, Some(OPERATOR)).await?;
-
     let mut metrics = subscribe(&monitor, "metrics.>").await?;
-    sim.client.publish("metrics.billing", "{}".into()).await?;
+    sim.client.publish("metrics.load-7", "{}".into()).await?;
     let msg = next_within(&mut metrics, SOON).await?;
-    assert_eq!(msg.subject.as_str(), "metrics.billing");
-
-    // Never health.> (that would be forging the monitor's verdicts), nor chaos.>.
+    assert_eq!(msg.subject.as_str(), "metrics.load-7");
     let mut health = subscribe(&operator, "health.>").await?;
     for subject in [
         "health.status.billing",
         "health.snapshot",
-        "health.monitor.heartbeat",
+        "chaos.auth",
+        "_INBOX.x",
+        "$JS.API.INFO",
+        "$KV.health_status.billing",
     ] {
         sim.publish_denied(subject).await?;
     }
     nothing_arrives(&mut health, "simulator health.*").await?;
-    let mut chaos = subscribe(&operator, "chaos.>").await?;
-    sim.publish_denied("chaos.auth").await?;
-    nothing_arrives(&mut chaos, "simulator chaos.auth").await?;
-    for subject in ["_INBOX.x", "$JS.API.INFO", "$KV.health_status.billing"] {
-        sim.publish_denied(subject).await?;
-    }
-    sim.forget_errors();
-
-    // Answers a chaos request (on that request's reply subject only, via allow_responses).
-    let mut requests = subscribe(&sim, "chaos.>").await?;
-    let answer = tokio::spawn(async move {
-        let req = next_within(&mut requests, SOON).await?;
-        let reply = req.reply.context("chaos request without a reply subject")?;
-        sim.client.publish(reply, r#"{"ok":true}"#.into()).await?;
-        sim.client.flush().await?;
-        anyhow::Ok(sim)
-    });
-    let reply = tokio::time::timeout(
-        SOON,
-        operator
-            .client
-            .request("chaos.billing", r#"{"mode":"latency","for_s":1}"#.into()),
-    )
-    .await
-    .context("chaos request timed out")??;
-    assert_eq!(&reply.payload[..], br#"{"ok":true}"#);
-    let sim = answer.await??;
-    sim.clean()?;
-
-    // Reads nothing but chaos.>.
     let _denied = sim.client.subscribe("health.>").await?;
     sim.sync().await?;
     sim.violation("subscription", "health.>").await?;
@@ -381,6 +454,8 @@ async fn only_the_operator_sends_chaos() -> Result<()> {
         Some(GATEWAY),
         Some(MONITOR),
         Some(SIMULATOR),
+        Some(SIM_BILLING),
+        Some(SIM_AUTH),
     ] {
         let conn = connect(&nats, user).await?;
         conn.publish_denied("chaos.billing").await?;
@@ -405,7 +480,7 @@ async fn only_the_operator_and_the_gateway_send_retire() -> Result<()> {
     let nats = server()?;
     let monitor = connect(&nats, Some(MONITOR)).await?;
     let mut retire = subscribe(&monitor, "health.retire").await?;
-    for user in [None, Some(VIEWER), Some(SIMULATOR)] {
+    for user in [None, Some(VIEWER), Some(SIMULATOR), Some(SIM_BILLING)] {
         let conn = connect(&nats, user).await?;
         conn.publish_denied("health.retire").await?;
         nothing_arrives(&mut retire, &format!("{} health.retire", conn.who)).await?;
@@ -512,7 +587,7 @@ async fn the_gateway_reads_a_large_kv_through_flow_control() -> Result<()> {
 
 /// The real binaries, each logged in with its role (credentials from NATS_USER and
 /// NATS_PASSWORD, as in compose): the monitor creates its stream and bucket, the
-/// simulator's samples make a service HEALTHY, the gateway serves it and its history,
+/// simulator's samples (as sim-billing) make a service HEALTHY, the gateway serves it and its history,
 /// and reads KV when the monitor is gone. The operator reads JetStream, pings the
 /// service API and sends chaos to the real simulator; it cannot change JetStream.
 #[tokio::test]
@@ -531,7 +606,7 @@ async fn the_binaries_work_with_their_roles() -> Result<()> {
         &["--service", "billing", "--interval-ms", "200"],
     ]
     .concat();
-    let sim = ChildProc::spawn("simulator", &sim_args, &env(SIMULATOR))?;
+    let sim = ChildProc::spawn("simulator", &sim_args, &env(SIM_BILLING))?;
     let gateway = ChildProc::spawn("gateway", &common, &env(GATEWAY))?;
     let gw = gateway.http_addr().await?;
     gateway.wait_for_log("view synced", SOON).await?;
@@ -594,6 +669,20 @@ async fn the_binaries_work_with_their_roles() -> Result<()> {
     .await?;
     let reply: Value = serde_json::from_slice(&reply.payload)?;
     assert_eq!(reply["ok"], true, "chaos reply {reply}");
+    // allow_responses lets the simulator publish on any reply subject it is handed; it
+    // answers only an inbox, so a forged reply subject gets nothing.
+    let mut forged = subscribe(&operator, "health.status.forged").await?;
+    operator
+        .client
+        .publish_with_reply(
+            "chaos.billing",
+            "health.status.forged",
+            r#"{"mode":"latency","for_s":1}"#.into(),
+        )
+        .await?;
+    // Requests are handled in order: once this is answered, the forged one was handled.
+    request(&operator, "chaos.billing", r#"{"mode":"clear"}"#).await?;
+    nothing_arrives(&mut forged, "a chaos reply on health.status.forged").await?;
     operator.clean()?;
     for subject in [
         "$KV.health_status.billing",

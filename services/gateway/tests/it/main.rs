@@ -5,4 +5,5 @@ mod abuse;
 mod feed;
 mod hardening;
 mod helpers;
+mod limits;
 mod outages;

@@ -3,6 +3,7 @@
 mod bounds;
 mod helpers;
 mod hostile;
+mod limits;
 mod pipeline;
 mod reads;
 mod reliability;
