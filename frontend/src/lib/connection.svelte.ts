@@ -12,6 +12,8 @@ import {
   loadStoredUrls,
   parseConfigHealth,
   rememberUrls,
+  loadStoredOrigins,
+  saveStoredOrigins,
   saveStoredUrls,
   type HealthCheck,
   type HealthCheckResult,
@@ -226,6 +228,8 @@ export class Connection {
   #resyncSentMs: number | null = null;
   #stored: Readonly<Record<string, string>> = {};
   #storedDirty = false;
+  /** The gateway's --health-origins, as last heard (remembered across reloads). */
+  #origins: readonly string[] = [];
   #configured: { service: string; url: string }[];
   #started = false;
 
@@ -239,7 +243,7 @@ export class Connection {
       { intervalMs: o.pollIntervalMs, timeoutMs: o.pollTimeoutMs, concurrencyPerOrigin: o.pollConcurrencyPerOrigin },
       deps,
       {
-        targets: () => (this.targets = healthTargets(this.view.services.values(), this.#stored, this.#configured)),
+        targets: () => (this.targets = healthTargets(this.view.services.values(), this.#stored, this.#configured, this.#healthOrigins())),
         onResult: (r) => {
           (this.#checksPending ??= new Map(this.checks)).set(r.service, r);
           this.#scheduleFlush();
@@ -287,7 +291,8 @@ export class Connection {
     if (this.#started) return;
     this.#started = true;
     this.#stored = loadStoredUrls(this.#deps.storage);
-    this.targets = healthTargets([], this.#stored, this.#configured);
+    this.#origins = loadStoredOrigins(this.#deps.storage);
+    this.targets = healthTargets([], this.#stored, this.#configured, this.#origins);
     this.#tick();
     this.#connect();
     if (this.#opts.configUrl !== null) void this.#loadConfig(this.#opts.configUrl);
@@ -637,7 +642,18 @@ export class Connection {
   // ---------------------------------------------------------------------------------------------
   // Remembered health URLs
 
+  /** What the gateway allows now, or (none heard yet) what it allowed last time. */
+  #healthOrigins(): readonly string[] {
+    const g = this.view.gateway;
+    return g ? (g.health_origins ?? []) : this.#origins;
+  }
+
   #remember(): void {
+    const origins = this.#healthOrigins();
+    if (origins.length !== this.#origins.length || origins.some((o, i) => o !== this.#origins[i])) {
+      this.#origins = origins;
+      saveStoredOrigins(this.#deps.storage, origins);
+    }
     const next = rememberUrls(this.#stored, this.view.services.values());
     if (next === this.#stored) return;
     this.#stored = next;
@@ -673,7 +689,7 @@ export class Connection {
       const extra = parseConfigHealth(await res.json());
       if (extra.length === 0) return;
       this.#configured = [...this.#configured, ...extra];
-      this.targets = healthTargets(this.view.services.values(), this.#stored, this.#configured);
+      this.targets = healthTargets(this.view.services.values(), this.#stored, this.#configured, this.#healthOrigins());
     } catch {
       // no config.json: fine
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Connection, type ConnectionDeps, type WebSocketLike } from './connection.svelte';
-import { STORAGE_KEY, type StorageLike } from './fallback';
+import { ORIGINS_KEY, STORAGE_KEY, type StorageLike } from './fallback';
 import type { FeedMessage } from './protocol';
 import { alertMsg, gatewayMsg, heartbeat, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg, T0 } from './testdata';
 
@@ -252,6 +252,7 @@ describe('Connection', () => {
   it('a reload during an outage still knows the URLs (localStorage)', async () => {
     const { clock, deps, fetched, storage } = world((url) => (url.includes(':3002/') ? healthy('billing') : 'refuse'));
     storage.setItem(STORAGE_KEY, JSON.stringify({ billing: 'http://h:3002/health' }));
+    storage.setItem(ORIGINS_KEY, JSON.stringify(['http://h:*']));
     const c = new Connection({ wsUrl: 'ws://h/ws', configuredHealth: [{ service: 'extra', url: 'http://h:3009/health' }] }, deps);
     c.start();
     ws().fail();

@@ -7,6 +7,7 @@ import {
   isFetchableUrl,
   loadStoredUrls,
   MAX_REMEMBERED,
+  MAX_TARGETS,
   parseConfigHealth,
   parseHealthParam,
   probeHealth,
@@ -165,12 +166,37 @@ describe('URLs', () => {
         { service: 'h:3002', url: 'http://h:3002/health' }, // same URL as remembered billing
         { service: 'extra', url: 'http://h:3009/health' },
       ],
+      ['http://h:*'],
     );
     expect(t).toEqual([
       { service: 'auth', url: 'http://h:3001/health', origin: 'live' },
       { service: 'billing', url: 'http://h:3002/health', origin: 'stored' },
       { service: 'extra', url: 'http://h:3009/health', origin: 'config' },
     ]);
+  });
+
+  it('targets learned from the feed must pass the rule and be in the gateway\'s origins', () => {
+    const live = [
+      { service: 'ok', health_url: 'http://127.0.0.1:3001/health' },
+      { service: 'meta', health_url: 'http://169.254.169.254/latest/meta-data/' },
+      { service: 'num', health_url: 'http://2852039166/' },
+      { service: 'creds', health_url: 'http://admin:secret@127.0.0.1:3001/' },
+      { service: 'zw', health_url: 'http://127.0.0.1:3001/\u200bhealth' },
+      { service: 'other', health_url: 'http://10.0.0.9:3001/health' },
+    ];
+    const stored = { remembered: 'http://10.0.0.8:3002/health' };
+    const only = (origins: string[]) => healthTargets(live, stored, [], origins).map((t) => t.service);
+    expect(only(['http://127.0.0.1:3001'])).toEqual(['ok']);
+    expect(only(['*'])).toEqual(['ok', 'other', 'remembered']);
+    expect(only([]), 'a gateway that allows nothing (or an older one)').toEqual([]);
+    // The page's own configuration needs the rule only.
+    const cfg = healthTargets([], {}, [{ service: 'c', url: 'http://10.1.1.1/health' }, { service: 'm', url: 'http://169.254.169.254/' }]);
+    expect(cfg.map((t) => t.service)).toEqual(['c']);
+  });
+
+  it('polls at most MAX_TARGETS URLs', () => {
+    const live = Array.from({ length: MAX_TARGETS + 50 }, (_, i) => ({ service: `s${i}`, health_url: `http://h:1/services/s${i}/health` }));
+    expect(healthTargets(live, {}, [], ['http://h:*'])).toHaveLength(MAX_TARGETS);
   });
 });
 

@@ -2,6 +2,8 @@
 // This file holds what is pure about it (what a probe's outcome means, which URLs to probe, how
 // they are remembered) plus one small probe function with injected fetch and timers.
 
+import { healthUrlAllowed, isAcceptableHealthUrl } from './healthurl';
+
 export type HealthCheck = 'up' | 'degraded' | 'unreachable';
 
 /** What one GET of a health URL came to. */
@@ -61,15 +63,9 @@ export function classifyHealth(p: HealthProbe): HealthVerdict {
   }
 }
 
-/** A URL the browser may fetch: plain http(s), at most 512 characters, nothing odd in it. */
+/** A URL the browser may fetch: the health URL rule (./healthurl.ts, the same as the monitor's). */
 export function isFetchableUrl(url: string): boolean {
-  if (url.length > 512 || !/^https?:\/\/[^\s"'<>`\\]+$/.test(url)) return false;
-  try {
-    const u = new URL(url);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '';
-  } catch {
-    return false;
-  }
+  return isAcceptableHealthUrl(url);
 }
 
 /** The `/data` sibling of a `.../health` URL; null when the URL does not end in /health. */
@@ -100,20 +96,28 @@ export interface HealthTarget {
   origin: 'live' | 'stored' | 'config';
 }
 
+/** At most this many URLs are polled (each round, from the page). */
+export const MAX_TARGETS = 256;
+
 /**
  * The URLs to poll: the live view's first, then remembered ones, then configured ones; one per
- * service name and one per URL; unfetchable URLs are skipped.
+ * service name and one per URL, at most MAX_TARGETS. Every URL must pass the health URL rule;
+ * those learned from the feed (live, remembered) must also be in one of `origins`, the
+ * gateway's `--health-origins` (whoever publishes a sample chooses its URL; the page's own
+ * configuration is the operator's).
  */
 export function healthTargets(
   live: Iterable<{ service: string; health_url: string }>,
   stored: Readonly<Record<string, string>>,
   configured: readonly { service: string; url: string }[],
+  origins: readonly string[] = [],
 ): HealthTarget[] {
   const out: HealthTarget[] = [];
   const names = new Set<string>();
   const urls = new Set<string>();
   const add = (service: string, url: string, origin: HealthTarget['origin']) => {
-    if (names.has(service) || urls.has(url) || !isFetchableUrl(url)) return;
+    if (out.length >= MAX_TARGETS || names.has(service) || urls.has(url)) return;
+    if (origin === 'config' ? !isFetchableUrl(url) : !healthUrlAllowed(url, origins)) return;
     names.add(service);
     urls.add(url);
     out.push({ service, url, origin });
@@ -129,8 +133,34 @@ export function healthTargets(
 // outage still knows what to poll.
 
 export const STORAGE_KEY = 'vitals.health-urls.v1';
-/** At most this many URLs are remembered. */
-export const MAX_REMEMBERED = 5000;
+/** At most this many URLs are remembered (the newest knowledge is kept). */
+export const MAX_REMEMBERED = 256;
+/** Where the gateway's health origins are remembered, for a reload during an outage. */
+export const ORIGINS_KEY = 'vitals.health-origins.v1';
+/** At most this many origin patterns are remembered. */
+export const MAX_ORIGINS = 64;
+
+/** Reads the remembered health origins; anything malformed is ignored. */
+export function loadStoredOrigins(storage: StorageLike | null): string[] {
+  try {
+    const v: unknown = JSON.parse(storage?.getItem(ORIGINS_KEY) ?? '[]');
+    if (!Array.isArray(v)) return [];
+    return v.filter((o): o is string => typeof o === 'string' && o.length <= 600).slice(0, MAX_ORIGINS);
+  } catch {
+    return [];
+  }
+}
+
+/** Writes the health origins; false when storage refused. */
+export function saveStoredOrigins(storage: StorageLike | null, origins: readonly string[]): boolean {
+  if (storage === null) return false;
+  try {
+    storage.setItem(ORIGINS_KEY, JSON.stringify(origins.slice(0, MAX_ORIGINS)));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** The part of the Web Storage API used here (localStorage, or a test double). */
 export interface StorageLike {

@@ -103,7 +103,8 @@ describe('fields added with the RETIRED and liveness work', () => {
     const old = roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor' } });
     expect(old?.type === 'gateway' && old.data).toEqual({ nats_connected: true, at_ms: 1, source: 'monitor', live: true });
     const dead = roundTrip(gatewayMsg(2, true, 5, false, 'subscription ended'));
-    expect(dead?.type === 'gateway' && dead.data).toEqual({ nats_connected: true, at_ms: 5, source: 'monitor', live: false, problem: 'subscription ended' });
+    expect(dead?.type === 'gateway' && dead.data).toEqual({ nats_connected: true, at_ms: 5, source: 'monitor', live: false, problem: 'subscription ended', health_origins: ['http://h:*'] });
+    expect(roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor', health_origins: [7] } })).toBeNull();
     expect(roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor', live: 'no' } })).toBeNull();
     expect(roundTrip({ seq: 1, type: 'gateway', data: { nats_connected: true, at_ms: 1, source: 'monitor', live: false, problem: 7 } })).toBeNull();
     const snap = roundTrip({ ...snapshot(0, []), gateway: { nats_connected: true, at_ms: 1, source: 'kv', live: false, problem: null } });

@@ -11,6 +11,7 @@
 import type {
   ActiveAlert,
   AlertEvent,
+  AlertMark,
   AlertName,
   AlertState,
   ClientMessage,
@@ -31,6 +32,7 @@ import type {
 export type {
   ActiveAlert,
   AlertEvent,
+  AlertMark,
   AlertName,
   AlertState,
   ClientMessage,
@@ -228,6 +230,8 @@ const activeAlert = object<ActiveAlert>({
   since_ms: int,
 });
 
+const alertMark = object<AlertMark>({ id: str, state: alertState });
+
 const serviceState = object<ServiceState>({
   service: str,
   status,
@@ -238,6 +242,7 @@ const serviceState = object<ServiceState>({
   instance: str,
   health_url: str,
   figures,
+  last_alert: optional(nullable(alertMark)),
 });
 
 const monitorHeartbeat = object<MonitorHeartbeat>({
@@ -266,6 +271,8 @@ const gatewayState = object<GatewayState>({
   // Older gateways do not say; they had no other way to be not live than losing NATS.
   live: withDefault(bool, true),
   problem: optional(nullable(str)),
+  // Absent (an older gateway, or none configured): no learned health URL may be polled.
+  health_origins: optional(strings),
 });
 
 const feedSnapshot = object<FeedSnapshot>({

@@ -75,7 +75,7 @@ export function snapshot(
     type: 'snapshot',
     resync: false,
     at_ms: T0,
-    gateway: { nats_connected: true, at_ms: T0 - 10_000, source: 'monitor', live: true },
+    gateway: { nats_connected: true, at_ms: T0 - 10_000, source: 'monitor', live: true, health_origins: ['http://h:*'] },
     monitor: heartbeat({ at_ms: T0 - 200 }),
     monitor_seen_ms: T0 - 200,
     services,
@@ -127,5 +127,5 @@ export function monitorMsg(seq: number, over: Partial<MonitorHeartbeat> = {}): F
 }
 
 export function gatewayMsg(seq: number, nats_connected: boolean, at_ms = T0, live = true, problem?: string): FeedMessage {
-  return { seq, type: 'gateway', data: { nats_connected, at_ms, source: 'monitor', live, ...(problem === undefined ? {} : { problem }) } };
+  return { seq, type: 'gateway', data: { nats_connected, at_ms, source: 'monitor', live, health_origins: ['http://h:*'], ...(problem === undefined ? {} : { problem }) } };
 }

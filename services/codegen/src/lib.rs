@@ -96,6 +96,7 @@ pub fn typescript() -> String {
     decl::<p::Figures>(&cfg, out_ref);
     decl::<p::ServiceSummary>(&cfg, out_ref);
     decl::<p::ActiveAlert>(&cfg, out_ref);
+    decl::<p::AlertMark>(&cfg, out_ref);
     decl::<p::ServiceState>(&cfg, out_ref);
     decl::<p::Snapshot>(&cfg, out_ref);
     decl::<p::MonitorHeartbeat>(&cfg, out_ref);

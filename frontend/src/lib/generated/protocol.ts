@@ -102,6 +102,9 @@ export type ActiveAlert = {
   since_ms: number;
 };
 
+/** Which alert event a state was written after: its `id` and `state`. */
+export type AlertMark = { id: string, state: AlertState };
+
 /** A service's current state: the value in KV `health_status` and one entry of a Snapshot. */
 export type ServiceState = {
   service: ServiceName;
