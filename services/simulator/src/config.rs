@@ -147,10 +147,11 @@ impl Config {
         if let Some(dup) = services.iter().find(|s| !seen.insert(s.as_str())) {
             return err(format!("service {dup} given twice"));
         }
+        // Characters, as the protocol counts them; and its rule too (no invisible-only id).
         if let Some(id) = &self.instance
-            && (id.is_empty()
-                || id.len() > MAX_INSTANCE_ARG
-                || id.chars().any(|c| c.is_control() || c.is_whitespace()))
+            && (id.chars().count() > MAX_INSTANCE_ARG
+                || vitals_protocol::check_instance(id).is_err()
+                || id.chars().any(char::is_whitespace))
         {
             return err(format!(
                 "--instance must be 1-{MAX_INSTANCE_ARG} printable characters without spaces"
@@ -205,24 +206,17 @@ impl Config {
     }
 }
 
-/// The health URLs built from it go to a browser, so only plain http(s) without
-/// spaces or quotes; a trailing slash is dropped so paths join cleanly.
+/// The health URLs built from it go to a browser: the protocol's health URL rule (the one
+/// the monitor applies), without a query; a trailing slash is dropped so paths join cleanly.
 fn check_public_url(url: &str) -> Result<String, ConfigError> {
     let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty()
-                && !trimmed
-                    .chars()
-                    .any(|c| c.is_control() || c.is_whitespace() || "\"<>".contains(c)) =>
-        {
-            Ok(trimmed.to_owned())
-        }
-        _ => Err(ConfigError(format!(
-            "--public-url {url:?} must be an http:// or https:// URL"
+    match vitals_protocol::check_health_url(trimmed) {
+        Ok(_) if !trimmed.contains('?') => Ok(trimmed.to_owned()),
+        Ok(_) => Err(ConfigError(format!(
+            "--public-url {url:?} must not have a query"
+        ))),
+        Err(why) => Err(ConfigError(format!(
+            "--public-url {url:?} is refused: {why} (an http:// or https:// URL a browser may poll)"
         ))),
     }
 }
@@ -279,7 +273,29 @@ mod tests {
             &["--service", "a", "--fault", "cpu", "--fault-for-s=-1"],
             &["--services", "a,a"],
             &["--service", "a", "--instance", "has space"],
+            &["--service", "a", "--instance", "\u{200B}"],
+            &["--service", "a", "--instance", "\u{00A0}"],
+            &["--service", "a", "--public-url", "http://169.254.169.254"],
+            &["--service", "a", "--public-url", "http://admin:secret@h:1"],
+            &["--service", "a", "--public-url", "http://2852039166"],
+            &["--service", "a", "--public-url", "http:///etc"],
+            &["--service", "a", "--public-url", "http://h:1/?x=1"],
         ];
+        // The instance limit counts characters: 60 two-byte ones are fine.
+        let long = "é".repeat(MAX_INSTANCE_ARG);
+        assert!(
+            parse(&["--service", "a", "--instance", &long])
+                .unwrap()
+                .resolve()
+                .is_ok()
+        );
+        let longer = "é".repeat(MAX_INSTANCE_ARG + 1);
+        assert!(
+            parse(&["--service", "a", "--instance", &longer])
+                .unwrap()
+                .resolve()
+                .is_err()
+        );
         for args in bad {
             assert!(parse(args).unwrap().resolve().is_err(), "{args:?}");
         }
