@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Query, Request, State};
@@ -71,12 +71,17 @@ pub fn router(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
             .allow_methods([Method::GET, Method::DELETE])
             .allow_headers([header::AUTHORIZATION]),
     );
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(api)
-        .with_state(state)
-        .layer(TraceLayer::new_for_http());
+    let router =
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .merge(api)
+            .with_state(state)
+            // A 5xx is logged by whoever answers it (at a bounded rate where they come in
+            // floods, as at the connection cap), not once per response at ERROR here.
+            .layer(TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ));
     match static_dir {
         Some(dir) => router
             .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
@@ -141,6 +146,7 @@ async fn upgrade(State(s): State<Arc<AppState>>, request: Request) -> Response {
     }
     let Ok(slot) = s.slots.clone().try_acquire_owned() else {
         s.metrics.refused("capacity");
+        CAPACITY_LOG.note(Instant::now());
         return error(StatusCode::SERVICE_UNAVAILABLE, "too many clients");
     };
     // Small buffers: a client only ever sends a resync request, and writes are flushed
@@ -331,6 +337,49 @@ fn retire_status(reply: &RetireReply, header_code: Option<u16>) -> StatusCode {
     }
 }
 
+/// Refusals at the connection cap come in floods: one log line per [`CAPACITY_LOG_EVERY`]
+/// at most, saying how many were not logged (every one is counted in `/metrics`).
+static CAPACITY_LOG: BoundedLog = BoundedLog::new();
+const CAPACITY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A log line at a bounded rate: the first at once, then at most one per period, each
+/// with the number suppressed since the last.
+struct BoundedLog {
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl BoundedLog {
+    const fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether to log now, and how many were suppressed before this one.
+    fn due(&self, now: Instant, every: Duration) -> Option<u64> {
+        let mut st = self.state.lock().ok()?;
+        match st.0 {
+            Some(last) if now.duration_since(last) < every => {
+                st.1 += 1;
+                None
+            }
+            _ => {
+                st.0 = Some(now);
+                Some(std::mem::take(&mut st.1))
+            }
+        }
+    }
+
+    fn note(&self, now: Instant) {
+        if let Some(suppressed) = self.due(now, CAPACITY_LOG_EVERY) {
+            tracing::warn!(
+                suppressed,
+                "connection cap reached (--max-clients): refusing WebSocket clients with 503"
+            );
+        }
+    }
+}
+
 fn error(code: StatusCode, why: &str) -> Response {
     (code, Json(serde_json::json!({ "error": why }))).into_response()
 }
@@ -338,6 +387,19 @@ fn error(code: StatusCode, why: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capacity_log_is_bounded_and_counts_what_it_suppressed() {
+        let log = BoundedLog::new();
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        assert_eq!(log.due(t0, every), Some(0));
+        for i in 1..=500 {
+            assert_eq!(log.due(t0 + Duration::from_millis(i), every), None);
+        }
+        assert_eq!(log.due(t0 + every, every), Some(500));
+        assert_eq!(log.due(t0 + every + Duration::from_secs(1), every), None);
+    }
 
     #[test]
     fn origins_are_checked_exactly() {

@@ -17,7 +17,7 @@ pub const REFUSALS: [&str; 4] = ["origin", "token", "capacity", "operator_token"
 /// Why the monitor's snapshot could not be used (then KV is read instead).
 pub const SNAPSHOT_FAILURES: [&str; 4] = ["timeout", "request", "error_reply", "invalid"];
 /// Why a client was dropped.
-pub const DROPS: [&str; 4] = ["write_timeout", "idle", "closed", "error"];
+pub const DROPS: [&str; 5] = ["write_timeout", "idle", "closed", "error", "too_large"];
 
 pub struct Metrics {
     registry: Registry,

@@ -139,9 +139,15 @@ impl Client {
 
     /// The 1001 close on shutdown, bounded so a client that does not read cannot hang it.
     async fn close_going_away(&mut self) {
+        self.close_with(CloseCode::Away, "gateway shutting down")
+            .await;
+    }
+
+    /// A close frame, bounded like every write.
+    async fn close_with(&mut self, code: CloseCode, reason: &'static str) {
         let close = Message::Close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: "gateway shutting down".into(),
+            code,
+            reason: reason.into(),
         }));
         let bound = self.limits.write_timeout.min(CLOSE_WRITE);
         let _ = tokio::time::timeout(bound, self.sink.send(close)).await;
@@ -241,7 +247,15 @@ pub async fn serve(
                         metrics.dropped("closed");
                         return;
                     }
-                    // Oversize frames and protocol violations end here, counted.
+                    // Too big for --max-client-message: say so (1009, "message too big")
+                    // before the connection ends, so the client knows it was not a crash.
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                        tracing::debug!(error = %e, "client message too large");
+                        metrics.dropped("too_large");
+                        client.close_with(CloseCode::Size, "message too big").await;
+                        return;
+                    }
+                    // Protocol violations end here, counted.
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "client connection error");
                         metrics.dropped("error");

@@ -2,6 +2,7 @@
 //! WebSocket clients.
 
 mod abuse;
+mod bounds;
 mod feed;
 mod hardening;
 mod helpers;
