@@ -43,6 +43,14 @@ sim_password() {
   esac
 }
 
+# The simulators' own origins: the only health URLs the dashboard may poll.
+health_origins() {
+  local out="" s
+  for s in "${SIMS[@]}"; do
+    out+="http://127.0.0.1:$(sim_port "$s"),http://localhost:$(sim_port "$s"),"
+  done
+  echo "${out%,}"
+}
 sim_port() { # auth 3001, billing 3002, notifications 3003, analytics 3004
   local i
   for i in "${!SIMS[@]}"; do [ "${SIMS[$i]}" = "$1" ] && { echo $((SIM_PORT_BASE + i + 1)); return; }; done
@@ -84,7 +92,8 @@ launch() {
       login gateway "$GATEWAY_PASSWORD"
       exec "$bin_dir/gateway" --nats-url "$nats_url" --http-addr "127.0.0.1:$GATEWAY_PORT" \
         --static-dir "$root/frontend/dist" \
-        --allowed-origins "http://localhost:$DASHBOARD_PORT,http://127.0.0.1:$DASHBOARD_PORT,http://localhost:$GATEWAY_PORT,http://127.0.0.1:$GATEWAY_PORT" ;;
+        --allowed-origins "http://localhost:$DASHBOARD_PORT,http://127.0.0.1:$DASHBOARD_PORT,http://localhost:$GATEWAY_PORT,http://127.0.0.1:$GATEWAY_PORT" \
+        --health-origins "$(health_origins)" ;;
     dashboard)
       cd "$root/frontend"
       GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" exec node_modules/.bin/vite preview \

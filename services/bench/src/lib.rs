@@ -4,6 +4,7 @@
 
 pub mod detection;
 pub mod feed;
+pub mod flood;
 pub mod ingest;
 pub mod raw;
 pub mod resync;

@@ -67,7 +67,7 @@ fn heartbeat(monitor_id: &str, services: usize) -> bytes::Bytes {
     bytes::Bytes::from(hb.to_string())
 }
 
-fn vm_hwm(pid: u32) -> Result<u64> {
+pub fn vm_hwm(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

@@ -87,6 +87,13 @@ pub struct Config {
     /// Snapshot replies (NATS and HTTP) being sent at once; more are refused with 503.
     #[arg(long, env = "MONITOR_MAX_SNAPSHOT_REPLIES", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_snapshot_replies: u64,
+    /// `health.snapshot` requests a second one client (one inbox prefix) may make; bursts
+    /// of twice that. More get a 429 error reply.
+    #[arg(long, env = "MONITOR_SNAPSHOT_RATE_PER_CLIENT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub snapshot_rate_per_client: u64,
+    /// `health.snapshot` requests a second from everyone together; bursts of twice that.
+    #[arg(long, env = "MONITOR_SNAPSHOT_RATE_TOTAL", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub snapshot_rate_total: u64,
     /// Name in heartbeats and snapshots (default: monitor-<pid>).
     #[arg(long, env = "MONITOR_ID")]
     pub monitor_id: Option<String>,

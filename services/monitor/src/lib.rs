@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use vitals_protocol::subjects;
+use vitals_runtime::requests::{RateLimiter, Rates};
 use vitals_runtime::{Clock, RECONNECT_BACKOFF};
 
 pub use config::Config;
@@ -35,6 +36,12 @@ use crate::engine::Engine;
 use crate::ingest::{Ingest, Inputs};
 use crate::metrics::Metrics;
 use crate::requests::Handlers;
+
+/// Retiring is an operator's act: a few a second is plenty, and a loop is refused.
+const RETIRE_RATES: Rates = Rates {
+    per_asker: 5.0,
+    total: 20.0,
+};
 
 /// Name under which the monitor registers with the NATS service API (`nats micro ls`).
 pub const SERVICE_NAME: &str = "vitals-monitor";
@@ -175,6 +182,16 @@ pub async fn run(
         slots: Arc::new(Semaphore::new(config.max_snapshot_replies as usize)),
         commands: commands_tx,
         metrics: metrics.clone(),
+        clock,
+        snapshot_rates: std::sync::Mutex::new(RateLimiter::new(
+            Rates {
+                per_asker: config.snapshot_rate_per_client as f64,
+                total: config.snapshot_rate_total as f64,
+            },
+            clock.now_ms(),
+        )),
+        retire_rates: std::sync::Mutex::new(RateLimiter::new(RETIRE_RATES, clock.now_ms())),
+        refusal_logged: std::sync::Mutex::new(None),
     });
     tracker.spawn(handlers.clone().serve_snapshots(
         snapshot_requests,

@@ -18,6 +18,12 @@ pub struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointReason {
+    pub endpoint: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     pub status: &'static str,
 }
@@ -45,6 +51,8 @@ pub struct Metrics {
     pub snapshot_requests: Counter,
     pub snapshot_refusals: Family<ReasonLabel, Counter>,
     pub http_refusals: Family<ReasonLabel, Counter>,
+    /// NATS requests not served: a reply subject that is not an inbox, or over a rate.
+    pub request_refusals: Family<EndpointReason, Counter>,
     /// Replies (snapshot, retire) that could not be sent.
     pub reply_errors: Counter,
     /// A request endpoint's subscription ended while the monitor ran.
@@ -87,6 +95,7 @@ impl Metrics {
             snapshot_requests: Counter::default(),
             snapshot_refusals: Family::default(),
             http_refusals: Family::default(),
+            request_refusals: Family::default(),
             reply_errors: Counter::default(),
             request_endpoint_closed: Counter::default(),
             samples_missed: Counter::default(),
@@ -180,6 +189,18 @@ impl Metrics {
         for reason in ["busy", "no_such_page", "error", "bad_request"] {
             let _ = m.snapshot_refusals.get_or_create(&ReasonLabel { reason });
         }
+        for endpoint in ["snapshot", "retire"] {
+            for reason in ["reply_subject", "asker_rate", "total_rate"] {
+                let _ = m
+                    .request_refusals
+                    .get_or_create(&EndpointReason { endpoint, reason });
+            }
+        }
+        registry.register(
+            "request_refusals",
+            "NATS requests not served, by endpoint and reason (reply_subject: not an inbox; nothing is published)",
+            m.request_refusals.clone(),
+        );
         for reason in ["token", "no_operator_token"] {
             let _ = m.http_refusals.get_or_create(&ReasonLabel { reason });
         }
@@ -223,11 +244,6 @@ impl Metrics {
             m.kv_unflushed.clone(),
         );
         registry.register(
-            "http_server_failures",
-            "Times the HTTP server died (the monitor then stops)",
-            m.http_server_failures.clone(),
-        );
-        registry.register(
             "kv_unreadable",
             "KV entries that could not be read at start (not restored, not reconciled)",
             m.kv_unreadable.clone(),
@@ -244,6 +260,11 @@ impl Metrics {
             "restart_repairs",
             "Alert events published at start to reconcile HEALTH_EVENTS with KV, by kind",
             m.restart_repairs.clone(),
+        );
+        registry.register(
+            "http_server_failures",
+            "Times the HTTP server died (the monitor then stops)",
+            m.http_server_failures.clone(),
         );
         registry.register(
             "eval_seconds",
@@ -264,6 +285,12 @@ impl Metrics {
     pub fn snapshot_refused(&self, reason: &'static str) {
         self.snapshot_refusals
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn request_refused(&self, endpoint: &'static str, reason: &'static str) {
+        self.request_refusals
+            .get_or_create(&EndpointReason { endpoint, reason })
             .inc();
     }
 

@@ -2,8 +2,8 @@
 //! engine's task) and `health.retire` (a command to the engine). Replies that cannot be
 //! given are answered with the NATS service API error headers and a JSON body saying why.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::service::{self, endpoint::Endpoint};
@@ -13,6 +13,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitals_protocol::{RetireReply, RetireRequest, ServiceName, SnapshotRequest};
+use vitals_runtime::Clock;
+use vitals_runtime::requests::{self as gate, RateLimiter};
 
 use crate::metrics::Metrics;
 use crate::read::{PageError, Reads};
@@ -42,7 +44,17 @@ pub struct Handlers {
     pub slots: Arc<Semaphore>,
     pub commands: mpsc::Sender<Command>,
     pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    /// Snapshot requests per asker and in total.
+    pub snapshot_rates: Mutex<RateLimiter>,
+    /// Retire requests (an operator's, rare): the same kind of limit, lower.
+    pub retire_rates: Mutex<RateLimiter>,
+    /// When a refused request was last logged (refusals are logged at a bounded rate).
+    pub refusal_logged: Mutex<Option<Instant>>,
 }
+
+/// At most one log line about refused requests per this period.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A refused request: a status code (HTTP-like, as the service API uses) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +92,17 @@ impl Handlers {
                     }
                 },
             };
+            if let Err(refused) = self.admit(&request, "snapshot", &self.snapshot_rates).await {
+                if refused == gate::Refusal::ReplySubject {
+                    continue;
+                }
+                let refusal = Refused::new(
+                    429,
+                    format!("rate limited ({}): retry later", refused.as_str()),
+                );
+                self.answer(&request, "snapshot", Err(refusal)).await;
+                continue;
+            }
             let handlers = self.clone();
             tracker.spawn(async move {
                 let outcome = handlers.snapshot_page(&request.message.payload).await;
@@ -107,6 +130,18 @@ impl Handlers {
                     }
                 },
             };
+            if let Err(refused) = self.admit(&request, "retire", &self.retire_rates).await {
+                if refused == gate::Refusal::ReplySubject {
+                    continue;
+                }
+                let reply =
+                    RetireReply::refused(None, format!("rate limited ({})", refused.as_str()));
+                let body = serde_json::to_vec(&reply)
+                    .map(Bytes::from)
+                    .unwrap_or_default();
+                self.answer(&request, "retire", Ok(body)).await;
+                continue;
+            }
             let handlers = self.clone();
             tracker.spawn(async move {
                 let reply = match serde_json::from_slice::<RetireRequest>(&request.message.payload)
@@ -120,6 +155,43 @@ impl Handlers {
                 handlers.answer(&request, "retire", outcome).await;
             });
         }
+    }
+
+    /// Whether to serve `request` at all: its reply must go to an inbox (else nothing is
+    /// published: answering is what the forger wants) and its asker must be within its
+    /// rate and everyone within the total. Each refusal is counted and logged (bounded).
+    async fn admit(
+        &self,
+        request: &service::Request,
+        endpoint: &'static str,
+        rates: &Mutex<RateLimiter>,
+    ) -> Result<(), gate::Refusal> {
+        let reply = request.message.reply.as_deref().unwrap_or("");
+        let verdict = if !gate::is_inbox(reply) {
+            Err(gate::Refusal::ReplySubject)
+        } else {
+            let now = self.clock.now_ms();
+            match rates.lock() {
+                Ok(mut limiter) => limiter.admit(gate::asker(reply), now),
+                Err(_) => Ok(()),
+            }
+        };
+        if let Err(refused) = verdict {
+            self.metrics.request_refused(endpoint, refused.as_str());
+            let log = self.refusal_logged.lock().is_ok_and(|mut last| {
+                let due = last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            });
+            if log {
+                // The reply subject is the asker's choice: log it escaped and bounded.
+                let reply: String = reply.chars().take(80).collect();
+                tracing::warn!(endpoint, reason = refused.as_str(), reply = ?reply, "request refused (further refusals are counted, and logged at most every 10 s)");
+            }
+        }
+        verdict
     }
 
     /// One page of the snapshot, as the request body asks.

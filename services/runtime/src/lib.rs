@@ -2,6 +2,7 @@
 //! connection policy and an epoch-aligned monotonic clock.
 
 pub mod http;
+pub mod requests;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -19,12 +19,6 @@ const CRASH_FLUSH: Duration = Duration::from_secs(1);
 /// Refused reply subjects are logged at most once per 10 s.
 static BAD_REPLY_LOG: LogEvery = LogEvery::new(10_000);
 
-/// Whether `reply` is a request inbox (the NATS clients' `_INBOX.` prefix). Local until
-/// the runtime's shared check lands; the rule is the same.
-fn reply_is_inbox(reply: &str) -> bool {
-    reply.len() > "_INBOX.".len() && reply.starts_with("_INBOX.")
-}
-
 pub struct Chaos {
     pub client: async_nats::Client,
     pub services: Arc<HashMap<String, Arc<SimService>>>,
@@ -71,7 +65,7 @@ impl Chaos {
         // let whoever may send chaos publish as this simulator (e.g. into health.> or
         // $KV.>). Such a request is refused whole, not acted on.
         if let Some(to) = &msg.reply
-            && !reply_is_inbox(to)
+            && !vitals_runtime::requests::is_inbox(to)
         {
             self.stats.chaos_bad_reply.inc();
             if let Some(held_back) = BAD_REPLY_LOG.ready(crate::epoch_ms()) {
@@ -119,7 +113,7 @@ impl Chaos {
 
 #[cfg(test)]
 mod tests {
-    use super::reply_is_inbox;
+    use vitals_runtime::requests::is_inbox as reply_is_inbox;
 
     #[test]
     fn only_inboxes_are_answered() {

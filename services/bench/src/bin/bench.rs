@@ -39,6 +39,22 @@ struct Args {
     resync_clients: usize,
     #[arg(long, default_value_t = 5_000, requires = "resync_rss")]
     resync_services: usize,
+    /// Only a snapshot flood against the monitor (printed as JSON): `--flood-rate`
+    /// requests a second for `--flood-secs` while `--flood-services` publish at 1 Hz.
+    #[arg(long)]
+    snapshot_flood: bool,
+    /// The monitor binary to measure (default: the one built beside this one).
+    #[arg(long, default_value = "monitor", requires = "snapshot_flood")]
+    monitor_bin: String,
+    #[arg(long, default_value_t = 1_000, requires = "snapshot_flood")]
+    flood_services: usize,
+    #[arg(long, default_value_t = 860, requires = "snapshot_flood")]
+    flood_rate: u64,
+    #[arg(long, default_value_t = 10, requires = "snapshot_flood")]
+    flood_secs: u64,
+    /// Spread the requests over this many inbox prefixes (1 = one connection).
+    #[arg(long, default_value_t = 1, requires = "snapshot_flood")]
+    flood_askers: usize,
 }
 
 struct Plan {
@@ -141,6 +157,18 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(services) = args.ingest_only {
         let run = ingest::run(services, args.rounds, 2).await?;
+        print_json(&run)?;
+        return Ok(());
+    }
+    if args.snapshot_flood {
+        let run = bench::flood::run(
+            &args.monitor_bin,
+            args.flood_services,
+            args.flood_rate,
+            args.flood_secs,
+            args.flood_askers,
+        )
+        .await?;
         print_json(&run)?;
         return Ok(());
     }

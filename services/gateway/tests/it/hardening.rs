@@ -90,8 +90,9 @@ async fn sigterm_closes_every_client_and_leaves_no_task_behind() -> anyhow::Resu
     }
     let status = gw.proc.wait_exit(SOON).await?;
     assert_eq!(status.code(), Some(0));
+    // `open` is counted after the cancel, when fast clients may already be done; what
+    // matters is that none is left (42 were connected: asserted above).
     let line = gw.proc.wait_for_log("websocket tasks done", SOON).await?;
-    assert!(line.contains("open=42"), "{line}");
     assert!(line.contains("left=0"), "{line}");
     Ok(())
 }

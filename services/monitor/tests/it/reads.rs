@@ -133,7 +133,17 @@ async fn the_snapshot_at_20000_services_answers_in_pages_that_fit() -> Result<()
 async fn a_snapshot_loop_never_starves_ingestion() -> Result<()> {
     let nats = NatsServer::start()?;
     let client = nats.client().await?;
-    let monitor = Monitor::start(&nats, &[]).await?;
+    // The rate limits are lifted: this is about the read path itself being cheap.
+    let monitor = Monitor::start(
+        &nats,
+        &[
+            "--snapshot-rate-per-client",
+            "100000",
+            "--snapshot-rate-total",
+            "1000000",
+        ],
+    )
+    .await?;
     let url = nats.url();
     let _load = ChildProc::spawn(
         "simulator",
@@ -226,5 +236,115 @@ async fn a_snapshot_loop_never_starves_ingestion() -> Result<()> {
         "snapshot loop, 10,000 services at 1 Hz for 30 s: {accepted} samples accepted, \
          {nats_replies} NATS + {http_replies} HTTP snapshots served, 0 refused/dropped/missed, 0 DOWN"
     );
+    Ok(())
+}
+
+/// The confused deputy: a request whose reply subject points into the system. The monitor
+/// must answer only on inboxes: nothing lands on health.>, $KV.>, $JS.> or metrics.>, and
+/// nothing is stored in KV or HEALTH_EVENTS.
+#[tokio::test]
+async fn forged_reply_subjects_are_refused_and_nothing_is_published_or_stored() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let monitor = Monitor::start(&nats, &[]).await?;
+    publish_json(&client, "alpha", &good_sample("alpha", 0)).await?;
+    client.flush().await?;
+    wait_all(&monitor, &["alpha"], vitals_protocol::Status::Healthy).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(subjects::EVENTS_STREAM).await?;
+    let events_before = stream.info().await?.state.messages;
+    let kv = js.get_key_value(subjects::KV_BUCKET).await?;
+    let alpha_before = kv.entry("alpha").await?.map(|e| e.revision);
+
+    let watcher = nats.client().await?;
+    let mut everything = watcher.subscribe(">").await?;
+    watcher.flush().await?;
+    let forged = [
+        "health.status.alpha",
+        "health.alert.alpha",
+        "$KV.health_status.alpha",
+        "$KV.health_status.junk",
+        "$JS.API.STREAM.PURGE.HEALTH_EVENTS",
+        "metrics.alpha",
+    ];
+    for reply in forged {
+        for (subject, body) in [
+            (subjects::SNAPSHOT, "".to_owned()),
+            (subjects::RETIRE, "{\"service\":\"alpha\"}".to_owned()),
+        ] {
+            client
+                .publish_with_reply(subject, reply, body.into())
+                .await?;
+        }
+    }
+    client.flush().await?;
+    monitor
+        .wait_counter(
+            "vitals_monitor_request_refusals_total{endpoint=\"snapshot\",reason=\"reply_subject\"}",
+            forged.len() as f64,
+        )
+        .await?;
+    monitor
+        .wait_counter(
+            "vitals_monitor_request_refusals_total{endpoint=\"retire\",reason=\"reply_subject\"}",
+            forged.len() as f64,
+        )
+        .await?;
+    let seen = vitals_testkit::collect_for(&mut everything, Duration::from_secs(2)).await;
+    let landed: Vec<&str> = seen
+        .iter()
+        .map(|m| m.subject.as_str())
+        .filter(|s| forged.contains(s))
+        .collect();
+    assert!(
+        landed.is_empty(),
+        "published on forged reply subjects: {landed:?}"
+    );
+    assert_eq!(
+        stream.info().await?.state.messages,
+        events_before,
+        "nothing stored in HEALTH_EVENTS"
+    );
+    assert_eq!(kv.entry("alpha").await?.map(|e| e.revision), alpha_before);
+    assert!(kv.entry("junk").await?.is_none());
+    // alpha was not retired, and an honest request still works.
+    assert_eq!(nats_snapshot(&client).await?.services.len(), 1);
+    Ok(())
+}
+
+/// A flood of snapshot requests from one client is held to its rate with clear 429
+/// replies; another client is still served; ingestion goes on.
+#[tokio::test]
+async fn a_snapshot_flood_is_rate_limited_per_client_and_others_are_served() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let monitor = Monitor::start(&nats, &["--snapshot-rate-per-client", "5"]).await?;
+    publish_all(&client, &["a".to_owned()], 0).await?;
+    let flooder = nats.client().await?;
+    let mut limited = 0;
+    for _ in 0..60 {
+        let msg =
+            tokio::time::timeout(SOON, flooder.request(subjects::SNAPSHOT, "".into())).await??;
+        let code = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_SERVICE_ERROR_CODE).map(|v| v.to_string()));
+        if code.as_deref() == Some("429") {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "a client over its rate is told so");
+    monitor
+        .wait_counter(
+            "vitals_monitor_request_refusals_total{endpoint=\"snapshot\",reason=\"asker_rate\"}",
+            f64::from(limited),
+        )
+        .await?;
+    let (_, error) = ask(&client, "").await?;
+    assert_eq!(error, None, "another client is served");
+    publish_all(&client, &["a".to_owned()], 1).await?;
+    monitor
+        .wait_counter("vitals_monitor_samples_total", 2.0)
+        .await?;
     Ok(())
 }
