@@ -193,12 +193,15 @@ pub fn sample(service: &ServiceName, seq: u64, stopping: bool) -> bytes::Bytes {
         instance: format!("{service}-bench"),
         seq,
         ts_ms: vitals_runtime::epoch_ms(),
-        cpu_pct: 20.0,
-        mem_pct: 40.0,
+        cpu_pct: Some(20.0),
+        mem_pct: Some(40.0),
         latency_ms: 30.0,
         error_rate: 0.001,
         health_url: "http://127.0.0.1:3001/health".into(),
         stopping,
+        source: Default::default(),
+        probe: None,
+        host: None,
     };
     serde_json::to_vec(&s)
         .map(bytes::Bytes::from)

@@ -88,8 +88,18 @@ pub fn typescript() -> String {
     decl::<p::Status>(&cfg, out_ref);
     decl::<p::AlertName>(&cfg, out_ref);
     decl::<p::AlertState>(&cfg, out_ref);
-    // sample.rs
+    // sample.rs, source.rs
     decl::<p::MetricSample>(&cfg, out_ref);
+    decl::<p::Source>(&cfg, out_ref);
+    decl::<p::ProbeResult>(&cfg, out_ref);
+    decl::<p::HostFigures>(&cfg, out_ref);
+    decl::<p::TopProcess>(&cfg, out_ref);
+    // target.rs
+    decl::<p::Target>(&cfg, out_ref);
+    decl::<p::TargetKind>(&cfg, out_ref);
+    decl::<p::target::HttpMethod>(&cfg, out_ref);
+    decl::<p::target::StatusSpec>(&cfg, out_ref);
+    decl::<p::target::StatusItem>(&cfg, out_ref);
     // events.rs
     decl::<p::StatusChange>(&cfg, out_ref);
     decl::<p::AlertEvent>(&cfg, out_ref);
@@ -164,6 +174,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ),
         ("History", schema_for::<p::History>(Written)),
         ("ClientMessage", schema_for::<p::ClientMessage>(Read)),
+        ("Target", schema_for::<p::Target>(Read)),
         ("SnapshotRequest", schema_for::<p::SnapshotRequest>(Read)),
         ("RetireRequest", schema_for::<p::RetireRequest>(Read)),
         ("RetireReply", schema_for::<p::RetireReply>(Written)),

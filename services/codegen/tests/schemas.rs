@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use vitals_protocol::{
     ActiveAlert, AlertEvent, AlertName, AlertState, ChaosReply, ChaosRequest, ClientMessage,
     FaultMode, FeedMessage, FeedSnapshot, Figures, GatewayState, History, HistoryEntry,
-    MetricSample, MonitorHeartbeat, RetireReply, RetireRequest, ServiceName, ServiceState,
-    ServiceSummary, Snapshot, SnapshotRequest, Status, StatusChange,
+    HostFigures, MetricSample, MonitorHeartbeat, ProbeResult, RetireReply, RetireRequest,
+    ServiceName, ServiceState, ServiceSummary, Snapshot, SnapshotRequest, Source, Status,
+    StatusChange, Target, TopProcess,
 };
 
 fn validators() -> BTreeMap<&'static str, (boon::Schemas, boon::SchemaIndex)> {
@@ -53,8 +54,8 @@ fn name(s: &str) -> ServiceName {
 
 fn figures() -> Figures {
     Figures {
-        cpu_pct: 23.4,
-        mem_pct: 41.0,
+        cpu_pct: Some(23.4),
+        mem_pct: Some(41.0),
         error_rate: 0.004,
         latency_ms: 38.2,
         latency_avg_ms: 35.1,
@@ -63,6 +64,8 @@ fn figures() -> Figures {
         uptime_pct: 100.0,
         samples: 60,
         window_s: 60,
+        apdex: Some(0.93),
+        apdex_t_ms: Some(100),
     }
 }
 
@@ -91,6 +94,9 @@ fn state(service: &str, status: Status) -> ServiceState {
             id: format!("{service}:SERVICE_DOWN:1763900004211"),
             state: vitals_protocol::AlertState::Firing,
         }),
+        source: Default::default(),
+        probe: None,
+        host: None,
     }
 }
 
@@ -155,12 +161,59 @@ fn real_values() -> Vec<(&'static str, Value)> {
         instance: "billing-3f9a2c".into(),
         seq: 41,
         ts_ms: 1_763_900_000_000,
-        cpu_pct: 23.4,
-        mem_pct: 41.0,
+        cpu_pct: Some(23.4),
+        mem_pct: Some(41.0),
         latency_ms: 38.2,
         error_rate: 0.004,
         health_url: "http://127.0.0.1:3002/health".into(),
         stopping,
+        source: Default::default(),
+        probe: None,
+        host: None,
+    };
+    let probe_result = ProbeResult {
+        ok: false,
+        status_code: Some(503),
+        error: Some("status 503".into()),
+        apdex_t_ms: Some(100),
+        cert_expires_ms: Some(1_764_159_200_000),
+        cert_warn_days: Some(14),
+    };
+    let probe_sample = MetricSample {
+        service: name("payments"),
+        instance: "prober-a1b2c3".into(),
+        source: Source::Probe,
+        cpu_pct: None,
+        mem_pct: None,
+        latency_ms: 212.0,
+        error_rate: 0.1,
+        health_url: String::new(),
+        probe: Some(probe_result.clone()),
+        ..sample(false)
+    };
+    let host = HostFigures {
+        cores: vec![12.5, 80.0, 3.1, 0.0],
+        load1: 1.2,
+        load5: 0.9,
+        load15: 0.7,
+        disk_used_pct: Some(61.4),
+        procs: 312,
+        top: vec![TopProcess {
+            name: "postgres".into(),
+            pid: 812,
+            cpu_pct: 140.5,
+            mem_pct: 12.0,
+        }],
+    };
+    let agent_sample = MetricSample {
+        service: name("web-1"),
+        instance: "agent-web-1-9f8e7d".into(),
+        source: Source::Agent,
+        latency_ms: 0.0,
+        error_rate: 0.0,
+        health_url: String::new(),
+        host: Some(host.clone()),
+        ..sample(false)
     };
     let snapshot = |next_after: Option<&str>| Snapshot {
         monitor_id: "m-1".into(),
@@ -183,6 +236,27 @@ fn real_values() -> Vec<(&'static str, Value)> {
         instance: "billing-3f9a2c".into(),
         health_url: "http://127.0.0.1:3002/health".into(),
         figures: figures(),
+        source: Default::default(),
+        probe: None,
+        host: None,
+    };
+    let probe_summary = ServiceSummary {
+        service: name("payments"),
+        health_url: String::new(),
+        figures: Figures {
+            cpu_pct: None,
+            mem_pct: None,
+            ..figures()
+        },
+        source: Source::Probe,
+        probe: Some(probe_result),
+        ..summary.clone()
+    };
+    let agent_summary = ServiceSummary {
+        service: name("web-1"),
+        source: Source::Agent,
+        host: Some(host),
+        ..summary.clone()
     };
     let feed_snapshot = |monitor: Option<MonitorHeartbeat>| {
         FeedMessage::Snapshot(FeedSnapshot {
@@ -218,6 +292,10 @@ fn real_values() -> Vec<(&'static str, Value)> {
     let mut out = vec![
         ("MetricSample", to_value(&sample(false))),
         ("MetricSample", to_value(&sample(true))),
+        ("MetricSample", to_value(&probe_sample)),
+        ("MetricSample", to_value(&agent_sample)),
+        ("ServiceSummary", to_value(&probe_summary)),
+        ("ServiceSummary", to_value(&agent_summary)),
         ("StatusChange", to_value(&status_change(Status::Down))),
         ("StatusChange", to_value(&status_change(Status::Retired))),
         ("AlertEvent", to_value(&alert(AlertState::Firing, None))),
@@ -247,6 +325,20 @@ fn real_values() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("ClientMessage", to_value(&ClientMessage::Resync)),
+        (
+            "Target",
+            to_value(
+                &Target::from_json(
+                    "payments",
+                    br#"{"kind":"http","url":"https://pay.example/health","interval_ms":500,"expect_status":[200,"300-399"],"method":"HEAD","headers":{"X-Probe":"vitals"},"apdex_t_ms":80}"#,
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "Target",
+            to_value(&Target::from_json("db", br#"{"kind":"tcp","address":"db:5432"}"#).unwrap()),
+        ),
         ("SnapshotRequest", to_value(&SnapshotRequest::default())),
         (
             "SnapshotRequest",

@@ -162,6 +162,9 @@ impl View {
                 health_url: String::new(),
                 figures: Figures::default(),
                 last_alert: None,
+                source: Default::default(),
+                probe: None,
+                host: None,
             })
         });
         Arc::make_mut(shared)
@@ -234,6 +237,9 @@ impl View {
         s.last_seen_ms = summary.last_seen_ms;
         s.instance.clone_from(&summary.instance);
         s.health_url.clone_from(&summary.health_url);
+        s.source = summary.source;
+        s.probe.clone_from(&summary.probe);
+        s.host.clone_from(&summary.host);
         if s.status == Status::Unknown {
             s.status = summary.status;
         }
@@ -355,6 +361,9 @@ mod tests {
             instance: format!("{svc}-1"),
             health_url: "http://x/health".into(),
             figures: Figures::default(),
+            source: Default::default(),
+            probe: None,
+            host: None,
         })
     }
 
@@ -414,15 +423,18 @@ mod tests {
             instance: "a-1".into(),
             health_url: "http://x/health".into(),
             figures: Figures {
-                cpu_pct: 42.0,
+                cpu_pct: Some(42.0),
                 ..Figures::default()
             },
+            source: Default::default(),
+            probe: None,
+            host: None,
         };
         assert!(v.apply(&Update::Summary(summary.clone()), 0));
         let s = state_of(&v, "a");
         assert_eq!(
             (s.status, s.figures.cpu_pct, s.health_url.as_str()),
-            (Status::Down, 42.0, "http://x/health")
+            (Status::Down, Some(42.0), "http://x/health")
         );
         let older = ServiceSummary {
             last_seen_ms: Some(100),

@@ -8,8 +8,9 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::sync::Arc;
 
 use vitals_protocol::{
-    ActiveAlert, AlertEvent, AlertMark, AlertName, AlertState, Figures, MetricSample,
-    RefusalReason, ServiceName, ServiceState, ServiceSummary, Status, StatusChange,
+    ActiveAlert, AlertEvent, AlertMark, AlertName, AlertState, Figures, HostFigures, MetricSample,
+    ProbeResult, RefusalReason, ServiceName, ServiceState, ServiceSummary, Source, Status,
+    StatusChange,
 };
 
 use crate::rules::{Edge, Metric, Rules, ThresholdState};
@@ -31,6 +32,9 @@ pub enum Event {
 pub const REASON_STOPPED: &str = "stopped";
 /// The `reason` on the resolve of an alert whose service was retired.
 pub const REASON_RETIRED: &str = "retired";
+/// CERT_EXPIRING's warning period when a probe sample does not say.
+const DEFAULT_CERT_WARN_DAYS: u32 = 14;
+const DAY_MS: f64 = 86_400_000.0;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -111,7 +115,14 @@ struct Tracked {
     instances: Instances,
     latest: Latest,
     window: Window,
-    thresholds: [ThresholdState; 4],
+    thresholds: [ThresholdState; Metric::ALL.len()],
+    source: Source,
+    probe: Option<ProbeResult>,
+    host: Option<HostFigures>,
+    /// Consecutive failed probes (reset by a good one).
+    probe_failures: u32,
+    /// Apdex T of the latest sample (its probe's, else the rule's).
+    apdex_t_ms: u32,
     alerts: Vec<ActiveAlert>,
     /// The last alert event emitted for this service, stored with the state so a restart
     /// can tell whether HEALTH_EVENTS and KV agree (see [`crate::reconcile`]).
@@ -124,8 +135,8 @@ struct Tracked {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Latest {
-    cpu_pct: f64,
-    mem_pct: f64,
+    cpu_pct: Option<f64>,
+    mem_pct: Option<f64>,
     error_rate: f64,
     latency_ms: f64,
 }
@@ -186,6 +197,12 @@ impl Engine {
             t.last_seen_ms = st.last_seen_ms;
             t.instance = st.instance;
             t.health_url = st.health_url;
+            t.source = st.source;
+            t.probe = st.probe;
+            t.host = st.host;
+            if let Some(at) = st.figures.apdex_t_ms {
+                t.apdex_t_ms = at;
+            }
             t.latest = Latest {
                 cpu_pct: st.figures.cpu_pct,
                 mem_pct: st.figures.mem_pct,
@@ -259,22 +276,53 @@ impl Engine {
             error_rate: sample.error_rate,
             latency_ms: sample.latency_ms,
         };
-        t.window.push(now_ms, sample.latency_ms);
+        t.source = sample.source;
+        t.probe.clone_from(&sample.probe);
+        t.host.clone_from(&sample.host);
+        t.apdex_t_ms = sample
+            .probe
+            .as_ref()
+            .and_then(|p| p.apdex_t_ms)
+            .unwrap_or(t.rules.apdex_t_ms);
+        let failed_probe = sample.probe.as_ref().filter(|p| !p.ok);
+        t.window
+            .push(now_ms, sample.latency_ms, failed_probe.is_none());
         t.summary_due = true;
 
         let mut alerts_changed = false;
+        if let Some(probe) = &sample.probe {
+            alerts_changed |= t.judge_certificate(probe, now_ms, out);
+        }
         if sample.stopping {
-            alerts_changed |= t.go_down(REASON_STOPPED.to_owned(), 0.0, now_ms, out);
+            alerts_changed |= t.go_down(REASON_STOPPED.to_owned(), 0.0, None, now_ms, out);
             t.recovering = 0;
+        } else if let Some(probe) = failed_probe {
+            t.recovering = 0;
+            t.probe_failures = t.probe_failures.saturating_add(1);
+            let n = t.probe_failures;
+            if !t.is_down() && n >= t.rules.down_after {
+                let why = probe.error.as_deref().unwrap_or("failed");
+                let reason = format!("probe failed: {why} ({n} in a row)");
+                let threshold = Some(f64::from(t.rules.down_after));
+                alerts_changed |= t.go_down(reason, f64::from(n), threshold, now_ms, out);
+            } else if !t.is_down() {
+                alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, out);
+            }
         } else if t.is_down() {
+            t.probe_failures = 0;
             t.recovering += 1;
-            if t.recovering >= t.rules.recover_samples {
+            let needed = match sample.source {
+                Source::Probe => t.rules.up_after,
+                _ => t.rules.recover_samples,
+            };
+            if t.recovering >= needed {
                 t.recovering = 0;
                 t.down_reason = None;
                 let silence_s = 0.0;
                 alerts_changed |= t.resolve(AlertName::ServiceDown, silence_s, now_ms, out);
             }
         } else {
+            t.probe_failures = 0;
             alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, out);
         }
         t.refresh_status(alerts_changed, now_ms, out);
@@ -359,7 +407,8 @@ impl Engine {
                 t.recovering = 0;
                 if judging && !t.is_down() && t.status != Status::Unknown {
                     let reason = format!("no sample for {:.1} s", silence_ms as f64 / 1000.0);
-                    let changed = t.go_down(reason, silence_ms as f64 / 1000.0, now_ms, out);
+                    let silence_s = silence_ms as f64 / 1000.0;
+                    let changed = t.go_down(reason, silence_s, None, now_ms, out);
                     t.refresh_status(changed, now_ms, out);
                 }
             }
@@ -489,6 +538,7 @@ impl Instances {
 
 impl Tracked {
     fn new(name: ServiceName, rules: Arc<Rules>, cfg: &EngineConfig, now_ms: u64) -> Self {
+        let apdex_t_ms = rules.apdex_t_ms;
         Self {
             name,
             rules,
@@ -502,6 +552,11 @@ impl Tracked {
             latest: Latest::default(),
             window: Window::new(cfg.window_ms, cfg.max_window_points, now_ms),
             thresholds: Default::default(),
+            source: Source::default(),
+            probe: None,
+            host: None,
+            probe_failures: 0,
+            apdex_t_ms,
             alerts: Vec::new(),
             last_alert: None,
             down_reason: None,
@@ -525,23 +580,28 @@ impl Tracked {
     ) -> bool {
         let mut changed = false;
         for (i, metric) in Metric::ALL.into_iter().enumerate() {
+            // A figure the source does not have (a probe's CPU) is not judged at all.
             let value = match metric {
                 Metric::Cpu => self.latest.cpu_pct,
                 Metric::Memory => self.latest.mem_pct,
-                Metric::ErrorRate => self.latest.error_rate,
+                Metric::ErrorRate => Some(self.latest.error_rate),
                 Metric::Latency => {
                     let since = now_ms.saturating_sub(self.rules.latency_window_ms);
                     let cap = self.rules.latency_window_samples as usize;
-                    match self.window.latency_quantile(since, cap, 0.95, scratch) {
-                        Some(p95) => p95,
-                        None => continue,
-                    }
+                    self.window.latency_quantile(since, cap, 0.95, scratch)
                 }
+                Metric::Apdex => self.window.apdex(self.apdex_t_ms),
             };
-            let rule = *self.rules.threshold(metric);
-            match self.thresholds[i].observe(&rule, value) {
+            let Some(value) = value else { continue };
+            let rule = self.rules.threshold(metric);
+            // The Apdex rule runs over the negated score; alerts carry the score itself.
+            let (observed, threshold) = match metric {
+                Metric::Apdex => (-value, self.rules.apdex.fire_below),
+                _ => (value, rule.fire_above),
+            };
+            match self.thresholds[i].observe(&rule, observed) {
                 Some(Edge::Fire) => {
-                    changed |= self.fire(metric.alert(), value, rule.fire_above, now_ms, out)
+                    changed |= self.fire(metric.alert(), value, threshold, now_ms, out)
                 }
                 Some(Edge::Resolve) => changed |= self.resolve(metric.alert(), value, now_ms, out),
                 None => {}
@@ -550,12 +610,39 @@ impl Tracked {
         changed
     }
 
+    /// CERT_EXPIRING from what the probe saw of the certificate: fires when it expires
+    /// within the warning period, resolves when a good probe shows a later one (or none:
+    /// the target stopped using TLS). A failed probe without certificate says nothing.
+    fn judge_certificate(
+        &mut self,
+        probe: &ProbeResult,
+        now_ms: u64,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let warn_days = f64::from(probe.cert_warn_days.unwrap_or(DEFAULT_CERT_WARN_DAYS));
+        match probe.cert_expires_ms {
+            Some(expires) => {
+                let days_left = (expires as f64 - now_ms as f64) / DAY_MS;
+                if days_left < warn_days {
+                    self.fire(AlertName::CertExpiring, days_left, warn_days, now_ms, out)
+                } else {
+                    self.resolve(AlertName::CertExpiring, days_left, now_ms, out)
+                }
+            }
+            None if probe.ok => self.resolve(AlertName::CertExpiring, 0.0, now_ms, out),
+            None => false,
+        }
+    }
+
     /// Marks the service DOWN: its threshold alerts resolve (there is no data to judge
     /// them by) and SERVICE_DOWN fires. Returns whether anything changed.
+    /// `value` is seconds of silence (threshold: the heartbeat timeout) unless `threshold`
+    /// says otherwise (failed probes in a row against `down_after`).
     fn go_down(
         &mut self,
         reason: String,
-        silence_s: f64,
+        value: f64,
+        threshold: Option<f64>,
         now_ms: u64,
         out: &mut Vec<Event>,
     ) -> bool {
@@ -574,8 +661,8 @@ impl Tracked {
             self.thresholds[i].reset();
         }
         self.down_reason = Some(reason);
-        let threshold_s = self.rules.heartbeat_timeout_ms as f64 / 1000.0;
-        self.fire(AlertName::ServiceDown, silence_s, threshold_s, now_ms, out)
+        let threshold = threshold.unwrap_or(self.rules.heartbeat_timeout_ms as f64 / 1000.0);
+        self.fire(AlertName::ServiceDown, value, threshold, now_ms, out)
     }
 
     fn fire(
@@ -682,8 +769,8 @@ impl Tracked {
         // Inputs are bounded at validation; `finite` makes sure no figure can ever be
         // written as `null` (what JSON makes of a NaN or an infinity) whatever comes in.
         Figures {
-            cpu_pct: finite(self.latest.cpu_pct),
-            mem_pct: finite(self.latest.mem_pct),
+            cpu_pct: self.latest.cpu_pct.map(finite),
+            mem_pct: self.latest.mem_pct.map(finite),
             error_rate: finite(self.latest.error_rate),
             latency_ms: finite(self.latest.latency_ms),
             latency_avg_ms: finite(lat.map_or(0.0, |l| l.avg)),
@@ -692,6 +779,8 @@ impl Tracked {
             uptime_pct: finite(self.window.uptime_pct(now_ms)),
             samples: self.window.len() as u32,
             window_s: (self.window.span_ms() / 1000) as u32,
+            apdex: self.window.apdex(self.apdex_t_ms).map(finite),
+            apdex_t_ms: Some(self.apdex_t_ms),
         }
     }
 
@@ -707,6 +796,9 @@ impl Tracked {
             health_url: self.health_url.clone(),
             figures: self.figures(now_ms, scratch),
             last_alert: self.last_alert.clone(),
+            source: self.source,
+            probe: self.probe.clone(),
+            host: self.host.clone(),
         }
     }
 
@@ -719,6 +811,9 @@ impl Tracked {
             instance: self.instance.clone(),
             health_url: self.health_url.clone(),
             figures: self.figures(now_ms, scratch),
+            source: self.source,
+            probe: self.probe.clone(),
+            host: self.host.clone(),
         }
     }
 }
@@ -730,16 +825,20 @@ pub fn finite(v: f64) -> f64 {
 }
 
 fn describe_alert(a: &ActiveAlert) -> String {
-    let field = Metric::ALL
-        .iter()
-        .find(|m| m.alert() == a.alert)
-        .map_or("value", |m| m.field());
-    format!(
-        "{}: {field} {:.3} > {}",
-        a.alert.as_str(),
-        a.value,
-        a.threshold
-    )
+    let name = a.alert.as_str();
+    match a.alert {
+        AlertName::LowApdex => format!("{name}: apdex {:.3} < {}", a.value, a.threshold),
+        AlertName::CertExpiring => {
+            format!("{name}: {:.1} days left < {}", a.value, a.threshold)
+        }
+        _ => {
+            let field = Metric::ALL
+                .iter()
+                .find(|m| m.alert() == a.alert)
+                .map_or("value", |m| m.field());
+            format!("{name}: {field} {:.3} > {}", a.value, a.threshold)
+        }
+    }
 }
 
 #[cfg(test)]

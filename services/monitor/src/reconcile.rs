@@ -165,6 +165,9 @@ mod tests {
             health_url: String::new(),
             figures: Figures::default(),
             last_alert: None,
+            source: Default::default(),
+            probe: None,
+            host: None,
         }
     }
 
@@ -278,6 +281,9 @@ mod complete_state_tests {
             health_url: String::new(),
             figures: Figures::default(),
             last_alert: events.last().map(|e| AlertMark::of(e)),
+            source: Default::default(),
+            probe: None,
+            host: None,
         }
     }
 

@@ -53,6 +53,46 @@ impl ThresholdRule {
     }
 }
 
+/// LOW_APDEX: fires after `for_samples` consecutive samples with the window's Apdex below
+/// `fire_below`, resolves after `clear_samples` above `clear_above`. Off by default: what a
+/// good score is depends on the service and its T.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApdexRule {
+    #[serde(default)]
+    pub enabled: bool,
+    pub fire_below: f64,
+    pub clear_above: f64,
+    pub for_samples: u32,
+    pub clear_samples: u32,
+}
+
+impl Default for ApdexRule {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            fire_below: 0.7,
+            clear_above: 0.85,
+            for_samples: 3,
+            clear_samples: 3,
+        }
+    }
+}
+
+impl ApdexRule {
+    /// The same rule over the negated score, so one threshold state machine serves both
+    /// directions.
+    fn as_threshold(&self) -> ThresholdRule {
+        ThresholdRule {
+            enabled: self.enabled,
+            fire_above: -self.fire_below,
+            clear_below: -self.clear_above,
+            for_samples: self.for_samples,
+            clear_samples: self.clear_samples,
+        }
+    }
+}
+
 /// Every rule a service is judged by. Defaults are documented in docs/PROTOCOL.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +112,13 @@ pub struct Rules {
     pub heartbeat_timeout_ms: u64,
     /// Consecutive samples (each within the timeout) that end a SERVICE_DOWN.
     pub recover_samples: u32,
+    /// Probe samples: SERVICE_DOWN after this many consecutive failed probes...
+    pub down_after: u32,
+    /// ...and resolved after this many consecutive good ones (instead of `recover_samples`).
+    pub up_after: u32,
+    /// Apdex threshold T for samples that do not bring their own (`probe.apdex_t_ms`).
+    pub apdex_t_ms: u32,
+    pub apdex: ApdexRule,
 }
 
 impl Default for Rules {
@@ -85,6 +132,10 @@ impl Default for Rules {
             error_rate: ThresholdRule::new(0.05, 0.02, 3, 3),
             heartbeat_timeout_ms: 3_000,
             recover_samples: 2,
+            down_after: 2,
+            up_after: 2,
+            apdex_t_ms: 100,
+            apdex: ApdexRule::default(),
         }
     }
 }
@@ -95,6 +146,15 @@ impl Rules {
         self.memory.validate("memory")?;
         self.latency.validate("latency")?;
         self.error_rate.validate("error_rate")?;
+        self.apdex.as_threshold().validate("apdex")?;
+        if !(0.0..=1.0).contains(&self.apdex.fire_below)
+            || !(0.0..=1.0).contains(&self.apdex.clear_above)
+        {
+            return Err("apdex: fire_below and clear_above must be within [0, 1]".into());
+        }
+        if self.down_after == 0 || self.up_after == 0 || self.apdex_t_ms == 0 {
+            return Err("down_after, up_after and apdex_t_ms must be at least 1".into());
+        }
         if self.heartbeat_timeout_ms == 0
             || self.recover_samples == 0
             || self.latency_window_samples == 0
@@ -106,12 +166,14 @@ impl Rules {
         Ok(())
     }
 
-    pub fn threshold(&self, metric: Metric) -> &ThresholdRule {
+    /// The rule for `metric`, over the value [`Metric`] observes (Apdex negated).
+    pub fn threshold(&self, metric: Metric) -> ThresholdRule {
         match metric {
-            Metric::Cpu => &self.cpu,
-            Metric::Memory => &self.memory,
-            Metric::Latency => &self.latency,
-            Metric::ErrorRate => &self.error_rate,
+            Metric::Cpu => self.cpu,
+            Metric::Memory => self.memory,
+            Metric::Latency => self.latency,
+            Metric::ErrorRate => self.error_rate,
+            Metric::Apdex => self.apdex.as_threshold(),
         }
     }
 }
@@ -123,10 +185,18 @@ pub enum Metric {
     Memory,
     Latency,
     ErrorRate,
+    /// Fires when the score is low: observed negated (see [`ApdexRule`]).
+    Apdex,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] = [Self::Cpu, Self::Memory, Self::Latency, Self::ErrorRate];
+    pub const ALL: [Metric; 5] = [
+        Self::Cpu,
+        Self::Memory,
+        Self::Latency,
+        Self::ErrorRate,
+        Self::Apdex,
+    ];
 
     pub fn alert(self) -> AlertName {
         match self {
@@ -134,6 +204,7 @@ impl Metric {
             Self::Memory => AlertName::HighMemory,
             Self::Latency => AlertName::HighLatency,
             Self::ErrorRate => AlertName::HighErrorRate,
+            Self::Apdex => AlertName::LowApdex,
         }
     }
 
@@ -144,6 +215,7 @@ impl Metric {
             Self::Memory => "mem_pct",
             Self::Latency => "latency_p95_ms",
             Self::ErrorRate => "error_rate",
+            Self::Apdex => "apdex",
         }
     }
 }
@@ -283,5 +355,26 @@ mod tests {
         let mut r = Rules::default();
         r.memory.for_samples = 0;
         assert!(r.validate().is_err());
+        let mut r = Rules::default();
+        r.apdex.clear_above = 0.5; // below fire_below: would flap
+        assert!(r.validate().is_err());
+        let mut r = Rules::default();
+        r.down_after = 0;
+        assert!(r.validate().is_err());
+    }
+
+    #[test]
+    fn low_apdex_fires_below_and_clears_above_its_band() {
+        let rule = ApdexRule {
+            enabled: true,
+            ..ApdexRule::default()
+        }
+        .as_threshold();
+        let mut s = ThresholdState::default();
+        let edges: Vec<_> = [0.6, 0.6, 0.6, 0.8, 0.8, 0.9, 0.9, 0.9]
+            .iter()
+            .filter_map(|&v: &f64| s.observe(&rule, -v))
+            .collect();
+        assert_eq!(edges, vec![Edge::Fire, Edge::Resolve]);
     }
 }

@@ -13,6 +13,8 @@ const MIN_BUCKET_MS: u64 = 250;
 struct Point {
     at_ms: u64,
     latency_ms: f32,
+    /// False for a failed probe: Apdex counts it as frustrated whatever its latency.
+    ok: bool,
 }
 
 /// The last `span_ms` of samples (at most `max_points`, so a fast sender cannot grow it
@@ -43,7 +45,7 @@ impl Window {
         }
     }
 
-    pub fn push(&mut self, now_ms: u64, latency_ms: f64) {
+    pub fn push(&mut self, now_ms: u64, latency_ms: f64, ok: bool) {
         self.evict(now_ms);
         if self.points.len() >= self.max_points {
             self.points.pop_front();
@@ -51,7 +53,28 @@ impl Window {
         self.points.push_back(Point {
             at_ms: now_ms,
             latency_ms: to_point(latency_ms),
+            ok,
         });
+    }
+
+    /// Apdex over the window with threshold `t_ms`: `(satisfied + tolerating / 2) / total`,
+    /// satisfied at or under T, tolerating at or under 4T, a failure always frustrated.
+    /// None without samples.
+    pub fn apdex(&self, t_ms: u32) -> Option<f64> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let t = t_ms as f32;
+        let (mut satisfied, mut tolerating) = (0u32, 0u32);
+        for p in self.points.iter().filter(|p| p.ok) {
+            if p.latency_ms <= t {
+                satisfied += 1;
+            } else if p.latency_ms <= 4.0 * t {
+                tolerating += 1;
+            }
+        }
+        let total = self.points.len() as f64;
+        Some((f64::from(satisfied) + f64::from(tolerating) / 2.0) / total)
     }
 
     pub fn len(&self) -> usize {
@@ -212,16 +235,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn apdex_counts_satisfied_tolerating_and_failures() {
+        let mut w = Window::new(60_000, 100, 0);
+        assert_eq!(w.apdex(100), None);
+        // 2 satisfied, 1 tolerating (<= 4T), 1 frustrated by latency, 1 failed but fast.
+        for (i, (lat, ok)) in [
+            (50.0, true),
+            (100.0, true),
+            (350.0, true),
+            (401.0, true),
+            (5.0, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            w.push(i as u64, lat, ok);
+        }
+        assert_eq!(w.apdex(100), Some((2.0 + 0.5) / 5.0));
+        assert_eq!(
+            w.apdex(1000),
+            Some(4.0 / 5.0),
+            "the failure stays frustrated"
+        );
+    }
+
+    #[test]
     fn evicts_by_time_and_by_count() {
         let mut w = Window::new(10_000, 5, 0);
         for i in 0..4 {
-            w.push(i * 1000, 10.0);
+            w.push(i * 1000, 10.0, true);
         }
         assert_eq!(w.len(), 4);
-        w.push(20_000, 10.0);
+        w.push(20_000, 10.0, true);
         assert_eq!(w.len(), 1, "samples older than the span are gone");
         for i in 0..10 {
-            w.push(20_000 + i, 1.0);
+            w.push(20_000 + i, 1.0, true);
         }
         assert_eq!(w.len(), 5, "never more than max_points");
     }
@@ -230,7 +278,7 @@ mod tests {
     fn latency_percentiles_use_nearest_rank() {
         let mut w = Window::new(60_000, 1000, 0);
         for i in 1..=100 {
-            w.push(i, i as f64);
+            w.push(i, i as f64, true);
         }
         let s = w.latency_stats(0, &mut Vec::new()).unwrap();
         assert_eq!(s.p95, 95.0);
@@ -269,7 +317,7 @@ mod tests {
         fn selection_matches_sorting(values in proptest::collection::vec(0.0f32..5_000.0, 1..200)) {
             let mut w = Window::new(1_000_000, 1_000, 0);
             for (i, v) in values.iter().enumerate() {
-                w.push(i as u64, f64::from(*v));
+                w.push(i as u64, f64::from(*v), true);
             }
             let mut sorted = values.clone();
             sorted.sort_by(f32::total_cmp);
@@ -289,7 +337,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            w.push(i as u64, v);
+            w.push(i as u64, v, true);
         }
         let s = w.latency_stats(0, &mut Vec::new()).unwrap();
         assert!(

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::name::ServiceName;
+use crate::source::{HostFigures, ProbeResult, Source};
 use crate::status::{AlertName, AlertState, Status};
 
 /// Published on `health.status.<service>` only when the status changes.
@@ -44,8 +45,11 @@ pub struct AlertEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
 pub struct Figures {
-    pub cpu_pct: f64,
-    pub mem_pct: f64,
+    /// Absent when the source has no such figure (a probe): shown as "n/a", never 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_pct: Option<f64>,
     pub error_rate: f64,
     pub latency_ms: f64,
     pub latency_avg_ms: f64,
@@ -56,6 +60,13 @@ pub struct Figures {
     /// Samples in the window.
     pub samples: u32,
     pub window_s: u32,
+    /// Apdex over the window, `(satisfied + tolerating / 2) / total` with threshold
+    /// `apdex_t_ms` (a failed probe counts as frustrated); absent without samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
+    pub apdex: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apdex_t_ms: Option<u32>,
 }
 
 /// Published on `health.metrics.<service>` at most once a second per service.
@@ -69,6 +80,14 @@ pub struct ServiceSummary {
     pub instance: String,
     pub health_url: String,
     pub figures: Figures,
+    /// Who sent the latest sample (`simulator` when absent) and, for a probe or an agent,
+    /// what it said beyond the figures: the probe's outcome or the host's figures.
+    #[serde(default, skip_serializing_if = "Source::is_simulator")]
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostFigures>,
 }
 
 /// An alert that is firing now.
@@ -103,6 +122,14 @@ pub struct ServiceState {
     /// something it has). Absent before the first alert (and from older monitors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_alert: Option<AlertMark>,
+    /// Who sent the latest sample (`simulator` when absent) and, for a probe or an agent,
+    /// what it said beyond the figures: the probe's outcome or the host's figures.
+    #[serde(default, skip_serializing_if = "Source::is_simulator")]
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostFigures>,
 }
 
 /// Which alert event a state was written after: its `id` and `state`.

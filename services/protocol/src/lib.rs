@@ -9,8 +9,10 @@ pub mod feed;
 pub mod name;
 pub mod requests;
 pub mod sample;
+pub mod source;
 pub mod status;
 pub mod subjects;
+pub mod target;
 pub mod url;
 
 pub use chaos::{ChaosReply, ChaosRequest, FaultMode};
@@ -25,5 +27,7 @@ pub use sample::{
     MAX_JSON_INT, MAX_LATENCY_MS, MAX_SAMPLE_BYTES, MetricSample, Refusal, RefusalReason,
     check_instance, parse_sample,
 };
+pub use source::{HostFigures, ProbeResult, Source, TopProcess};
 pub use status::{AlertName, AlertState, Status};
+pub use target::{Target, TargetError, TargetKind};
 pub use url::{OriginPattern, check_health_url, health_url_allowed, is_acceptable_health_url};

@@ -1,14 +1,16 @@
-//! MetricSample: what a simulated service publishes on `metrics.<service>`, and
-//! how the monitor decides whether to accept one.
+//! MetricSample: what a source (a simulator, a probe, a host agent, any program) publishes
+//! on `metrics.<service>`, and how the monitor decides whether to accept one.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
 use crate::name::{ServiceName, validate_name};
+use crate::source::{HostFigures, ProbeResult, Source, check_range};
 
-/// A sample larger than this is refused before it is parsed (a real one is ~300 bytes).
-pub const MAX_SAMPLE_BYTES: usize = 4 * 1024;
+/// A sample larger than this is refused before it is parsed (a simulator's is ~300 bytes;
+/// an agent's on a 512-core host, every field at its widest, about 6 KB).
+pub const MAX_SAMPLE_BYTES: usize = 8 * 1024;
 /// Longest accepted `instance`, in characters (Unicode scalar values), not bytes.
 pub const MAX_INSTANCE_LEN: usize = 128;
 pub use crate::url::MAX_URL_LEN;
@@ -32,23 +34,36 @@ pub struct MetricSample {
     /// The sender's clock, epoch ms. Informational: health is judged on receipt. At most 2^53 - 1.
     #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub ts_ms: u64,
+    /// Absent where the source has no such figure (a probe): rules on it are not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
-    pub cpu_pct: f64,
+    pub cpu_pct: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 100.0)))]
-    pub mem_pct: f64,
+    pub mem_pct: Option<f64>,
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 3_600_000.0)))]
     pub latency_ms: f64,
     #[cfg_attr(feature = "schema", schemars(range(min = 0.0, max = 1.0)))]
     pub error_rate: f64,
-    /// Where a browser can reach this service's `/health`.
+    /// Where a browser can reach this service's `/health`. Empty only for a probe or an
+    /// agent with no endpoint a browser may poll.
     #[cfg_attr(
         feature = "schema",
-        schemars(length(max = 512), pattern(r#"^https?://[!#-;=?-\[\]_a-z~]+$"#))
+        schemars(length(max = 512), pattern(r#"^(https?://[!#-;=?-\[\]_a-z~]+)?$"#))
     )]
     pub health_url: String,
     /// Set on the last sample a service sends when told to stop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopping: bool,
+    /// Who sent it; `simulator` when absent.
+    #[serde(default, skip_serializing_if = "Source::is_simulator")]
+    pub source: Source,
+    /// The probe's outcome: present exactly on `source: "probe"` samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeResult>,
+    /// The host's figures: only on `source: "agent"` samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostFigures>,
 }
 
 /// Why a sample was refused; each reason is a separate counter in `/metrics`.
@@ -72,10 +87,14 @@ pub enum RefusalReason {
     /// A new instance of a service that already has the most instances tracked at once
     /// (none of them silent long enough to be forgotten).
     InstanceCap,
+    /// A source-specific part that breaks its rule: `probe` on a non-probe sample (or
+    /// missing on a probe's), unreadable text in `probe.error` or `host.top`, too many
+    /// entries in `host.cores` or `host.top`.
+    BadField,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 13] = [
+    pub const ALL: [RefusalReason; 14] = [
         Self::Empty,
         Self::TooLarge,
         Self::InvalidJson,
@@ -89,6 +108,7 @@ impl RefusalReason {
         Self::Duplicate,
         Self::ServiceCap,
         Self::InstanceCap,
+        Self::BadField,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +126,7 @@ impl RefusalReason {
             Self::Duplicate => "duplicate",
             Self::ServiceCap => "service_cap",
             Self::InstanceCap => "instance_cap",
+            Self::BadField => "bad_field",
         }
     }
 }
@@ -137,14 +158,22 @@ struct RawSample<'a> {
     instance: Cow<'a, str>,
     seq: u64,
     ts_ms: u64,
-    cpu_pct: f64,
-    mem_pct: f64,
+    #[serde(default)]
+    cpu_pct: Option<f64>,
+    #[serde(default)]
+    mem_pct: Option<f64>,
     latency_ms: f64,
     error_rate: f64,
     #[serde(borrow)]
     health_url: Cow<'a, str>,
     #[serde(default)]
     stopping: bool,
+    #[serde(default)]
+    source: Source,
+    #[serde(default)]
+    probe: Option<ProbeResult>,
+    #[serde(default)]
+    host: Option<HostFigures>,
 }
 
 /// Parses and validates a sample received on `metrics.<subject_service>`.
@@ -195,6 +224,9 @@ pub fn parse_sample(subject_service: &str, payload: &[u8]) -> Result<MetricSampl
         error_rate: raw.error_rate,
         health_url: raw.health_url.into_owned(),
         stopping: raw.stopping,
+        source: raw.source,
+        probe: raw.probe,
+        host: raw.host,
     };
     sample.validate()?;
     Ok(sample)
@@ -204,24 +236,15 @@ impl MetricSample {
     /// Checks every field against the contract's ranges. Publishers call it too,
     /// so a simulator never sends what the monitor would refuse.
     pub fn validate(&self) -> Result<(), Refusal> {
-        let ranged: [(&str, f64, f64, f64); 4] = [
+        let ranged: [(&str, Option<f64>, f64, f64); 4] = [
             ("cpu_pct", self.cpu_pct, 0.0, 100.0),
             ("mem_pct", self.mem_pct, 0.0, 100.0),
-            ("latency_ms", self.latency_ms, 0.0, MAX_LATENCY_MS),
-            ("error_rate", self.error_rate, 0.0, 1.0),
+            ("latency_ms", Some(self.latency_ms), 0.0, MAX_LATENCY_MS),
+            ("error_rate", Some(self.error_rate), 0.0, 1.0),
         ];
         for (field, value, lo, hi) in ranged {
-            if !value.is_finite() {
-                return Err(Refusal::new(
-                    RefusalReason::NotFinite,
-                    format!("{field} is not finite"),
-                ));
-            }
-            if !(lo..=hi).contains(&value) {
-                return Err(Refusal::new(
-                    RefusalReason::OutOfRange,
-                    format!("{field}={value} outside [{lo}, {hi}]"),
-                ));
+            if let Some(value) = value {
+                check_range(field, value, lo, hi)?;
             }
         }
         for (field, value) in [("seq", self.seq), ("ts_ms", self.ts_ms)] {
@@ -234,12 +257,36 @@ impl MetricSample {
         }
         check_instance(&self.instance)
             .map_err(|why| Refusal::new(RefusalReason::BadInstance, why))?;
-        crate::url::check_health_url(&self.health_url).map_err(|why| {
+        // Only a probe or an agent may have no endpoint a browser can poll.
+        if !(self.health_url.is_empty() && !self.source.is_simulator()) {
+            crate::url::check_health_url(&self.health_url).map_err(|why| {
+                Refusal::new(
+                    RefusalReason::BadHealthUrl,
+                    format!("health_url refused: {why}"),
+                )
+            })?;
+        }
+        self.validate_source_parts()
+    }
+
+    fn validate_source_parts(&self) -> Result<(), Refusal> {
+        let misplaced = |what: &str| {
             Refusal::new(
-                RefusalReason::BadHealthUrl,
-                format!("health_url refused: {why}"),
+                RefusalReason::BadField,
+                format!("{what} on a {} sample", self.source.as_str()),
             )
-        })?;
+        };
+        match (self.source, &self.probe) {
+            (Source::Probe, None) => return Err(misplaced("no probe")),
+            (Source::Probe, Some(p)) => p.validate()?,
+            (_, Some(_)) => return Err(misplaced("probe")),
+            (_, None) => {}
+        }
+        match (self.source, &self.host) {
+            (Source::Agent, Some(h)) => h.validate()?,
+            (_, Some(_)) => return Err(misplaced("host")),
+            (_, None) => {}
+        }
         Ok(())
     }
 }

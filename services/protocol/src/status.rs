@@ -46,15 +46,21 @@ pub enum AlertName {
     HighLatency,
     HighErrorRate,
     ServiceDown,
+    /// A probed HTTPS target's certificate expires within the prober's warning period.
+    CertExpiring,
+    /// The Apdex score over the window is below the rule's threshold (off by default).
+    LowApdex,
 }
 
 impl AlertName {
-    pub const ALL: [AlertName; 5] = [
+    pub const ALL: [AlertName; 7] = [
         Self::HighCpu,
         Self::HighMemory,
         Self::HighLatency,
         Self::HighErrorRate,
         Self::ServiceDown,
+        Self::CertExpiring,
+        Self::LowApdex,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +70,8 @@ impl AlertName {
             Self::HighLatency => "HIGH_LATENCY",
             Self::HighErrorRate => "HIGH_ERROR_RATE",
             Self::ServiceDown => "SERVICE_DOWN",
+            Self::CertExpiring => "CERT_EXPIRING",
+            Self::LowApdex => "LOW_APDEX",
         }
     }
 }

@@ -18,6 +18,8 @@ pub const CHAOS_ALL: &str = "chaos.*";
 
 /// JetStream KV bucket with each service's current state (key = service name).
 pub const KV_BUCKET: &str = "health_status";
+/// JetStream KV bucket of probe targets (key = service name, value = target JSON).
+pub const TARGETS_BUCKET: &str = "vitals_targets";
 /// JetStream stream over status changes and alerts.
 pub const EVENTS_STREAM: &str = "HEALTH_EVENTS";
 

@@ -222,12 +222,15 @@ fn check_sample_fields(svc: &SimService) -> Result<(), ConfigError> {
         instance: svc.instance.clone(),
         seq: 0,
         ts_ms: 0,
-        cpu_pct: 0.0,
-        mem_pct: 0.0,
+        cpu_pct: Some(0.0),
+        mem_pct: Some(0.0),
         latency_ms: 0.0,
         error_rate: 0.0,
         health_url: svc.health_url.clone(),
         stopping: false,
+        source: Default::default(),
+        probe: None,
+        host: None,
     };
     probe
         .validate()

@@ -140,12 +140,15 @@ impl SimService {
             instance: self.instance.clone(),
             seq,
             ts_ms: now_ms,
-            cpu_pct: m.cpu_pct,
-            mem_pct: m.mem_pct,
+            cpu_pct: Some(m.cpu_pct),
+            mem_pct: Some(m.mem_pct),
             latency_ms: m.latency_ms,
             error_rate: m.error_rate,
             health_url: self.health_url.clone(),
             stopping,
+            source: Default::default(),
+            probe: None,
+            host: None,
         })
     }
 

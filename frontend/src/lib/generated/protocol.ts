@@ -14,7 +14,14 @@ export type ServiceName = string;
 
 export type Status = "UNKNOWN" | "HEALTHY" | "DEGRADED" | "DOWN" | "RETIRED";
 
-export type AlertName = "HIGH_CPU" | "HIGH_MEMORY" | "HIGH_LATENCY" | "HIGH_ERROR_RATE" | "SERVICE_DOWN";
+export type AlertName =
+  | "HIGH_CPU"
+  | "HIGH_MEMORY"
+  | "HIGH_LATENCY"
+  | "HIGH_ERROR_RATE"
+  | "SERVICE_DOWN"
+  | "CERT_EXPIRING"
+  | "LOW_APDEX";
 
 export type AlertState = "firing" | "resolved";
 
@@ -26,15 +33,102 @@ export type MetricSample = {
   seq: number;
   /** The sender's clock, epoch ms. Informational: health is judged on receipt. At most 2^53 - 1. */
   ts_ms: number;
-  cpu_pct: number;
-  mem_pct: number;
+  /** Absent where the source has no such figure (a probe): rules on it are not judged. */
+  cpu_pct?: number | null;
+  mem_pct?: number | null;
   latency_ms: number;
   error_rate: number;
-  /** Where a browser can reach this service's `/health`. */
+  /**
+   * Where a browser can reach this service's `/health`. Empty only for a probe or an
+   * agent with no endpoint a browser may poll.
+   */
   health_url: string;
   /** Set on the last sample a service sends when told to stop. */
   stopping?: boolean;
+  /** Who sent it; `simulator` when absent. */
+  source?: Source;
+  /** The probe's outcome: present exactly on `source: "probe"` samples. */
+  probe?: ProbeResult | null;
+  /** The host's figures: only on `source: "agent"` samples. */
+  host?: HostFigures | null;
 };
+
+/** Who published a sample. Absent on the wire means `simulator` (old samples stay valid). */
+export type Source = "simulator" | "probe" | "agent";
+
+/** The outcome of one probe, on samples with `source: "probe"`. */
+export type ProbeResult = {
+  ok: boolean;
+  /** The HTTP status, when a response came back. */
+  status_code?: number | null;
+  /** Why it failed, short: `timeout`, `connect refused`, `status 503`, `body mismatch`, `tls`... */
+  error?: string | null;
+  /** The Apdex threshold T for this target (the monitor's rule default when absent). */
+  apdex_t_ms?: number | null;
+  /** When the HTTPS target's certificate stops being valid (epoch ms). */
+  cert_expires_ms?: number | null;
+  /** CERT_EXPIRING fires when the certificate expires within this many days. */
+  cert_warn_days?: number | null;
+};
+
+/** The host's own figures, on samples with `source: "agent"`. */
+export type HostFigures = {
+  /** CPU % of each core, in the kernel's order. */
+  cores: Array<number>;
+  load1: number;
+  load5: number;
+  load15: number;
+  /** Used share of the filesystem holding `/` (or the largest one), when there is one. */
+  disk_used_pct?: number | null;
+  procs: number;
+  /** The busiest processes by CPU, at most 5. */
+  top: Array<TopProcess>;
+};
+
+export type TopProcess = {
+  /** Shown as text only, never as markup. */
+  name: string;
+  pid: number;
+  /** Share of one core (may exceed 100 for a process on several cores). */
+  cpu_pct: number;
+  mem_pct: number;
+};
+
+/**
+ * One target, as written. Absent fields take the defaults the accessors give; the value
+ * is kept as written so what an operator reads back is what they put.
+ */
+export type Target = {
+  /** Required in the targets file; in KV the key names the service (if given, it must match). */
+  service?: ServiceName | null;
+  kind: TargetKind;
+  /** `http://` or `https://` URL (kind `http`). */
+  url?: string | null;
+  /** `host:port` (kind `tcp`); IPv6 in brackets. */
+  address?: string | null;
+  interval_ms?: number | null;
+  timeout_ms?: number | null;
+  expect_status?: StatusSpec | null;
+  body_contains?: string | null;
+  method?: HttpMethod | null;
+  headers?: { [key in string]: string } | null;
+  /** Apdex threshold T; the monitor's default (100 ms) when absent. */
+  apdex_t_ms?: number | null;
+  /**
+   * What the dashboard polls when its live feed is down (default: the URL, when it
+   * passes the health URL rule).
+   */
+  health_url?: string | null;
+};
+
+export type TargetKind = "http" | "tcp";
+
+export type HttpMethod = "GET" | "HEAD";
+
+/** `expect_status` as written: `200`, `"200-399"`, or a list of either. */
+export type StatusSpec = StatusItem | Array<StatusItem>;
+
+export type StatusItem = number | string;
 
 /** Published on `health.status.<service>` only when the status changes. */
 export type StatusChange = {
@@ -68,8 +162,9 @@ export type AlertEvent = {
 
 /** Rolling figures over the monitor's window. */
 export type Figures = {
-  cpu_pct: number;
-  mem_pct: number;
+  /** Absent when the source has no such figure (a probe): shown as "n/a", never 0. */
+  cpu_pct?: number | null;
+  mem_pct?: number | null;
   error_rate: number;
   latency_ms: number;
   latency_avg_ms: number;
@@ -80,6 +175,12 @@ export type Figures = {
   /** Samples in the window. */
   samples: number;
   window_s: number;
+  /**
+   * Apdex over the window, `(satisfied + tolerating / 2) / total` with threshold
+   * `apdex_t_ms` (a failed probe counts as frustrated); absent without samples.
+   */
+  apdex?: number | null;
+  apdex_t_ms?: number | null;
 };
 
 /** Published on `health.metrics.<service>` at most once a second per service. */
@@ -91,6 +192,13 @@ export type ServiceSummary = {
   instance: string;
   health_url: string;
   figures: Figures;
+  /**
+   * Who sent the latest sample (`simulator` when absent) and, for a probe or an agent,
+   * what it said beyond the figures: the probe's outcome or the host's figures.
+   */
+  source?: Source;
+  probe?: ProbeResult | null;
+  host?: HostFigures | null;
 };
 
 /** An alert that is firing now. */
@@ -125,6 +233,13 @@ export type ServiceState = {
    * something it has). Absent before the first alert (and from older monitors).
    */
   last_alert?: AlertMark | null;
+  /**
+   * Who sent the latest sample (`simulator` when absent) and, for a probe or an agent,
+   * what it said beyond the figures: the probe's outcome or the host's figures.
+   */
+  source?: Source;
+  probe?: ProbeResult | null;
+  host?: HostFigures | null;
 };
 
 /**

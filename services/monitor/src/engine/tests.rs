@@ -16,12 +16,15 @@ fn sample(service: &str, seq: u64) -> MetricSample {
         instance: format!("{service}-1"),
         seq,
         ts_ms: 0,
-        cpu_pct: 20.0,
-        mem_pct: 40.0,
+        cpu_pct: Some(20.0),
+        mem_pct: Some(40.0),
         latency_ms: 30.0,
         error_rate: 0.0,
         health_url: "http://127.0.0.1:3001/health".into(),
         stopping: false,
+        source: Default::default(),
+        probe: None,
+        host: None,
     }
 }
 
@@ -112,7 +115,7 @@ fn threshold_alert_needs_its_for_count_and_clears_below_the_band() {
     let mut e = engine();
     feed(&mut e, &sample("auth", 0), 0);
     let hot = |seq, cpu| MetricSample {
-        cpu_pct: cpu,
+        cpu_pct: Some(cpu),
         ..sample("auth", seq)
     };
     assert!(alerts(&feed(&mut e, &hot(1, 90.0), 1000)).is_empty());
@@ -146,8 +149,8 @@ fn threshold_alert_needs_its_for_count_and_clears_below_the_band() {
 fn every_metric_has_its_alert() {
     type Mutate = fn(&mut MetricSample);
     let cases: [(Mutate, AlertName); 4] = [
-        (|s| s.cpu_pct = 99.0, AlertName::HighCpu),
-        (|s| s.mem_pct = 95.0, AlertName::HighMemory),
+        (|s| s.cpu_pct = Some(99.0), AlertName::HighCpu),
+        (|s| s.mem_pct = Some(95.0), AlertName::HighMemory),
         (|s| s.latency_ms = 900.0, AlertName::HighLatency),
         (|s| s.error_rate = 0.3, AlertName::HighErrorRate),
     ];
@@ -270,7 +273,7 @@ fn going_down_resolves_firing_threshold_alerts() {
         feed(
             &mut e,
             &MetricSample {
-                cpu_pct: 99.0,
+                cpu_pct: Some(99.0),
                 ..sample("auth", seq)
             },
             seq * 1000,
@@ -569,7 +572,7 @@ fn per_service_overrides_apply() {
     for seq in 0..5 {
         for name in ["batch", "web"] {
             let s = MetricSample {
-                cpu_pct: 95.0,
+                cpu_pct: Some(95.0),
                 ..sample(name, seq)
             };
             fired.extend(
@@ -645,7 +648,7 @@ proptest! {
             match *s {
                 Step::Sample { cpu, err, stopping } => {
                     *now += 1000;
-                    let m = MetricSample { cpu_pct: cpu, error_rate: err, stopping, ..sample("svc", *seq) };
+                    let m = MetricSample { cpu_pct: Some(cpu), error_rate: err, stopping, ..sample("svc", *seq) };
                     *seq += 1;
                     e.on_sample(&m, *now, events).unwrap();
                 }
@@ -786,7 +789,7 @@ fn retire_on_request_resolves_every_firing_alert_and_a_retired_service_comes_bac
     let mut out = Vec::new();
     for seq in 0..4 {
         let hot = MetricSample {
-            cpu_pct: 99.0,
+            cpu_pct: Some(99.0),
             ..sample("auth", seq)
         };
         e.on_sample(&hot, seq * 1000, &mut out).unwrap();

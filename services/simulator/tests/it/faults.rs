@@ -19,7 +19,10 @@ async fn chaos_over_nats_changes_samples_and_health() {
     assert!(reply.ok, "{reply:?}");
     assert_eq!(reply.mode, FaultMode::Cpu);
     assert!(reply.until_ms.is_some());
-    sample_where(&mut sub, "cpu > 85", |s| s.cpu_pct > 85.0).await;
+    sample_where(&mut sub, "cpu > 85", |s| {
+        s.cpu_pct.is_some_and(|c| c > 85.0)
+    })
+    .await;
     let (code, body) = sim.get("/health").await;
     assert_eq!(
         (code, body["status"].as_str()),
@@ -59,7 +62,7 @@ async fn chaos_over_nats_changes_samples_and_health() {
     let reply = chaos(&client, "auth", r#"{"mode":"clear"}"#).await;
     assert!(reply.ok && reply.mode == FaultMode::Clear);
     sample_where(&mut sub, "healthy figures", |s| {
-        s.error_rate < 0.1 && s.cpu_pct < 85.0
+        s.error_rate < 0.1 && s.cpu_pct.is_some_and(|c| c < 85.0)
     })
     .await;
     let (code, body) = sim.get("/health").await;
@@ -154,8 +157,14 @@ async fn faults_over_http() {
     let (code, reply) = sim.post("/faults", r#"{"mode":"cpu","for_s":0.5}"#).await;
     assert_eq!(code, 200);
     assert!(reply["until_ms"].is_u64());
-    sample_where(&mut sub, "cpu > 85", |s| s.cpu_pct > 85.0).await;
-    sample_where(&mut sub, "cpu back to normal", |s| s.cpu_pct < 85.0).await;
+    sample_where(&mut sub, "cpu > 85", |s| {
+        s.cpu_pct.is_some_and(|c| c > 85.0)
+    })
+    .await;
+    sample_where(&mut sub, "cpu back to normal", |s| {
+        s.cpu_pct.is_some_and(|c| c < 85.0)
+    })
+    .await;
     let (_, current) = sim.get("/faults").await;
     assert_eq!(current["mode"], "clear");
 

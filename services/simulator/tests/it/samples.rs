@@ -124,7 +124,10 @@ async fn one_process_can_simulate_many_services() {
     let reply = chaos(&client, "load-7", r#"{"mode":"cpu"}"#).await;
     assert!(reply.ok && reply.service == "load-7", "{reply:?}");
     let mut sub7 = crate::support::subscribe(&client, "load-7").await;
-    sample_where(&mut sub7, "load-7 cpu > 85", |s| s.cpu_pct > 85.0).await;
+    sample_where(&mut sub7, "load-7 cpu > 85", |s| {
+        s.cpu_pct.is_some_and(|c| c > 85.0)
+    })
+    .await;
     let (_, other) = sim.get("/services/load-8/health").await;
     assert_eq!(other["mode"], "clear");
     let (_, seven) = sim.get("/services/load-7/health").await;
