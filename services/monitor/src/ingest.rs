@@ -219,7 +219,7 @@ impl Ingest {
                 }
                 Event::Summary(_) | Event::Stored(_) | Event::Forget(_) => {}
             }
-            self.outbox.send(Outbound::Event(event));
+            self.outbox.send(Outbound::Event(Box::new(event)));
         }
         self.metrics.services.set(self.engine.len() as i64);
     }

@@ -171,7 +171,9 @@ pub async fn run(
 
     for event in repairs {
         tracing::warn!(id = %event.id, state = ?event.state, "repairing the alert history after a restart");
-        outbox.send(publish::Outbound::Event(engine::Event::Alert(event)));
+        outbox.send(publish::Outbound::Event(Box::new(engine::Event::Alert(
+            event,
+        ))));
     }
     let monitor_id = config.monitor_id();
     let (mut read_publisher, reads) = read::channel(monitor_id.as_str().into());

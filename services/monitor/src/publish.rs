@@ -13,7 +13,8 @@ use crate::store::PendingWrites;
 
 #[derive(Debug)]
 pub enum Outbound {
-    Event(Event),
+    /// Boxed: a state with a host's figures is large, a heartbeat is not.
+    Event(Box<Event>),
     Heartbeat(MonitorHeartbeat),
 }
 
@@ -47,26 +48,22 @@ pub async fn run_publisher(
     while let Some(item) = rx.recv().await {
         let (subject, payload) = match &item {
             Outbound::Heartbeat(hb) => (subjects::HEARTBEAT.to_owned(), serde_json::to_vec(hb)),
-            Outbound::Event(Event::Status(c)) => {
-                (subjects::status(&c.service), serde_json::to_vec(c))
-            }
-            Outbound::Event(Event::Alert(a)) => {
-                (subjects::alert(&a.service), serde_json::to_vec(a))
-            }
-            Outbound::Event(Event::Summary(s)) => {
-                (subjects::summary(&s.service), serde_json::to_vec(s))
-            }
-            Outbound::Event(Event::Stored(state)) => {
-                if let Err(e) = kv_writes.put(state) {
-                    metrics.encode_errors.inc();
-                    tracing::error!(service = %state.service, error = %e, "cannot encode a state for KV");
+            Outbound::Event(event) => match event.as_ref() {
+                Event::Status(c) => (subjects::status(&c.service), serde_json::to_vec(c)),
+                Event::Alert(a) => (subjects::alert(&a.service), serde_json::to_vec(a)),
+                Event::Summary(s) => (subjects::summary(&s.service), serde_json::to_vec(s)),
+                Event::Stored(state) => {
+                    if let Err(e) = kv_writes.put(state) {
+                        metrics.encode_errors.inc();
+                        tracing::error!(service = %state.service, error = %e, "cannot encode a state for KV");
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Outbound::Event(Event::Forget(name)) => {
-                kv_writes.delete(name.as_str());
-                continue;
-            }
+                Event::Forget(name) => {
+                    kv_writes.delete(name.as_str());
+                    continue;
+                }
+            },
         };
         let payload = match payload {
             Ok(p) => p,

@@ -358,8 +358,10 @@ mod tests {
         let mut r = Rules::default();
         r.apdex.clear_above = 0.5; // below fire_below: would flap
         assert!(r.validate().is_err());
-        let mut r = Rules::default();
-        r.down_after = 0;
+        let r = Rules {
+            down_after: 0,
+            ..Rules::default()
+        };
         assert!(r.validate().is_err());
     }
 

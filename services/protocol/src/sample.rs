@@ -258,7 +258,7 @@ impl MetricSample {
         check_instance(&self.instance)
             .map_err(|why| Refusal::new(RefusalReason::BadInstance, why))?;
         // Only a probe or an agent may have no endpoint a browser can poll.
-        if !(self.health_url.is_empty() && !self.source.is_simulator()) {
+        if !self.health_url.is_empty() || self.source.is_simulator() {
             crate::url::check_health_url(&self.health_url).map_err(|why| {
                 Refusal::new(
                     RefusalReason::BadHealthUrl,
