@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { parseFeedMessage, parseHistory, parseSnapshot, RESYNC_MESSAGE, STATUSES, type FeedMessage } from './protocol';
-import { alertMsg, gatewayMsg, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg } from './testdata';
+import {
+  ALERT_NAMES,
+  parseFeedMessage,
+  parseHistory,
+  parseHostFigures,
+  parseProbeResult,
+  parseSnapshot,
+  parseTarget,
+  parseTargetList,
+  RESYNC_MESSAGE,
+  SOURCES,
+  STATUSES,
+  type FeedMessage,
+} from './protocol';
+import { alertMsg, figures, gatewayMsg, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg } from './testdata';
 
 const roundTrip = (v: unknown) => parseFeedMessage(JSON.stringify(v));
 const dataOf = (m: FeedMessage): object => ('data' in m ? m.data : {});
@@ -154,5 +167,138 @@ describe('HTTP bodies', () => {
 
   it('the resync request is exactly what the gateway accepts', () => {
     expect(JSON.parse(RESYNC_MESSAGE)).toEqual({ type: 'resync' });
+  });
+});
+
+describe('sources: probe and agent (issue 13)', () => {
+  const probe = { ok: false, status_code: 503, error: 'status 503', apdex_t_ms: 100 };
+  const host = {
+    cores: [12.5, 80, 0, 100],
+    load1: 1.5,
+    load5: 0.9,
+    load15: 0.4,
+    disk_used_pct: 61.2,
+    procs: 312,
+    top: [{ name: 'postgres', pid: 812, cpu_pct: 140.5, mem_pct: 12.1 }],
+  };
+  const probeFigures = () => {
+    const f: Record<string, unknown> = { ...figures(), apdex: 0.75, apdex_t_ms: 100 };
+    delete f.cpu_pct;
+    delete f.mem_pct;
+    return f;
+  };
+
+  it('every alert name and source of the Rust types is known', () => {
+    expect([...ALERT_NAMES].sort()).toEqual(['CERT_EXPIRING', 'HIGH_CPU', 'HIGH_ERROR_RATE', 'HIGH_LATENCY', 'HIGH_MEMORY', 'LOW_APDEX', 'SERVICE_DOWN']);
+    expect([...SOURCES].sort()).toEqual(['agent', 'probe', 'simulator']);
+    const m = roundTrip(alertMsg(1, { service: 'site', alert: 'CERT_EXPIRING', value: 3, threshold: 14 }));
+    expect(m?.type === 'alert' && m.data.alert).toBe('CERT_EXPIRING');
+  });
+
+  it('a probe summary: no cpu/mem (absent, not 0), Apdex, the probe outcome, an empty health URL', () => {
+    const m = roundTrip({ ...metricsMsg(1, { service: 'payments', health_url: '' }), data: { ...dataOf(metricsMsg(1, { service: 'payments', health_url: '' })), figures: probeFigures(), source: 'probe', probe } });
+    expect(m?.type).toBe('metrics');
+    if (m?.type !== 'metrics') return;
+    expect('cpu_pct' in m.data.figures).toBe(false);
+    expect('mem_pct' in m.data.figures).toBe(false);
+    expect(m.data.figures.apdex).toBe(0.75);
+    expect(m.data.source).toBe('probe');
+    expect(m.data.probe).toEqual(probe);
+    expect(m.data.health_url).toBe('');
+  });
+
+  it('an agent state in a snapshot keeps its host figures', () => {
+    const s = { ...serviceState('web1'), source: 'agent', host };
+    const m = roundTrip(snapshot(0, [s as never]));
+    expect(m?.type === 'snapshot' && m.services[0]?.host).toEqual(host);
+    expect(m?.type === 'snapshot' && m.services[0]?.source).toBe('agent');
+  });
+
+  it('source absent means a simulator (an older monitor); an unknown source is refused', () => {
+    const old = roundTrip(metricsMsg(1, { service: 'auth' }));
+    expect(old?.type === 'metrics' && 'source' in old.data).toBe(false);
+    expect(old?.type === 'metrics' && 'probe' in old.data).toBe(false);
+    const raw = { ...metricsMsg(1, { service: 'auth' }), data: { ...dataOf(metricsMsg(1, { service: 'auth' })), source: 'push' } };
+    expect(roundTrip(raw)).toBeNull();
+  });
+
+  it('a null cpu/mem is None; a non-number or an Apdex outside [0, 1] refuses the figures', () => {
+    const base = dataOf(metricsMsg(1, { service: 'a' }));
+    const withFig = (f: object) => roundTrip({ seq: 1, type: 'metrics', data: { ...base, figures: { ...figures(), ...f } } });
+    const nul = withFig({ cpu_pct: null, mem_pct: null });
+    expect(nul?.type === 'metrics' && nul.data.figures.cpu_pct).toBeNull();
+    expect(withFig({ cpu_pct: '5' })).toBeNull();
+    expect(withFig({ apdex: 1.5 })).toBeNull();
+    expect(withFig({ apdex: -0.1 })).toBeNull();
+    expect(withFig({ apdex_t_ms: 0 })).toBeNull();
+  });
+
+  it('parses the probe and host parts strictly: bounded arrays, finite numbers, visible text', () => {
+    expect(parseProbeResult(probe)).toEqual(probe);
+    expect(parseProbeResult({ ok: true })).toEqual({ ok: true });
+    expect(parseHostFigures(host)).toEqual(host);
+    const badProbes = [
+      { ok: 'yes' },
+      { ok: true, status_code: 99 },
+      { ok: true, status_code: 600 },
+      { ok: true, status_code: 200.5 },
+      { ok: false, error: '' },
+      { ok: false, error: 'x'.repeat(65) },
+      { ok: false, error: 'bad\u0007bell' },
+      { ok: false, error: '\u202Eevil' },
+      { ok: false, error: 7 },
+      { ok: true, cert_warn_days: 4000 },
+    ];
+    for (const p of badProbes) expect(parseProbeResult(p), JSON.stringify(p)).toBeNull();
+    expect(parseProbeResult({ ok: false, error: 'x'.repeat(64) })).not.toBeNull();
+    const badHosts = [
+      { ...host, cores: Array.from({ length: 513 }, () => 1) },
+      { ...host, cores: [101] },
+      { ...host, cores: [null] },
+      { ...host, cores: 'all' },
+      { ...host, load1: -1 },
+      { ...host, load5: null },
+      { ...host, load15: 1e9 },
+      { ...host, disk_used_pct: 120 },
+      { ...host, procs: -3 },
+      { ...host, top: Array.from({ length: 6 }, (_, i) => ({ name: `p${i}`, pid: i, cpu_pct: 1, mem_pct: 1 })) },
+      { ...host, top: [{ name: '', pid: 1, cpu_pct: 1, mem_pct: 1 }] },
+      { ...host, top: [{ name: '\u200B\u200B', pid: 1, cpu_pct: 1, mem_pct: 1 }] },
+      { ...host, top: [{ name: 'a\nb', pid: 1, cpu_pct: 1, mem_pct: 1 }] },
+      { ...host, top: [{ name: 'x'.repeat(65), pid: 1, cpu_pct: 1, mem_pct: 1 }] },
+      { ...host, top: [{ name: 'ok', pid: 1, cpu_pct: 1, mem_pct: 101 }] },
+    ];
+    for (const h of badHosts) expect(parseHostFigures(h), JSON.stringify(h).slice(0, 120)).toBeNull();
+    expect(parseHostFigures({ ...host, cores: Array.from({ length: 512 }, () => 1) })).not.toBeNull();
+    // A process name with markup is kept as is: it is text, shown as text.
+    const html = '<img src=x onerror=alert(1)>';
+    expect(parseHostFigures({ ...host, top: [{ name: html, pid: 1, cpu_pct: 1, mem_pct: 1 }] })?.top[0]?.name).toBe(html);
+  });
+
+  it('a malformed probe or host part is left out; the figures and status still arrive', () => {
+    const base = dataOf(metricsMsg(1, { service: 'web1' }));
+    const m = roundTrip({ seq: 1, type: 'metrics', data: { ...base, source: 'agent', host: { ...host, cores: [Number.MAX_VALUE, 'x'] } } });
+    expect(m?.type).toBe('metrics');
+    expect(m?.type === 'metrics' && 'host' in m.data).toBe(false);
+    expect(m?.type === 'metrics' && m.data.figures.cpu_pct).toBe(20);
+    const p = roundTrip({ seq: 1, type: 'metrics', data: { ...base, source: 'probe', probe: { ok: 'maybe' } } });
+    expect(p?.type === 'metrics' && 'probe' in p.data).toBe(false);
+  });
+});
+
+describe('targets (GET /api/targets)', () => {
+  it('parses the list; malformed entries are skipped; anything else is refused', () => {
+    const list = parseTargetList({
+      targets: [
+        { service: 'payments', kind: 'http', url: 'https://pay.example/health', interval_ms: 1000 },
+        { service: 'db', kind: 'tcp', address: 'db:5432', expect_status: undefined },
+        { service: 'odd', kind: 'icmp', address: 'x' },
+      ],
+    });
+    expect(list?.map((t) => t.service)).toEqual(['payments', 'db']);
+    expect(list?.[0]).toEqual({ service: 'payments', kind: 'http', url: 'https://pay.example/health', interval_ms: 1000 });
+    expect(parseTarget({ kind: 'http', url: 'http://h/', expect_status: ['200-299', 404] })?.expect_status).toEqual(['200-299', 404]);
+    expect(parseTargetList({})).toBeNull();
+    expect(parseTargetList({ targets: 'x' })).toBeNull();
   });
 });

@@ -21,12 +21,19 @@ import type {
   GatewayState,
   History,
   HistoryEntry,
+  HostFigures,
   MonitorHeartbeat,
+  ProbeResult,
   ServiceState,
   ServiceSummary,
   Snapshot,
+  Source,
   Status,
   StatusChange,
+  Target,
+  TargetKind,
+  HttpMethod,
+  TopProcess,
 } from './generated/protocol';
 
 export type {
@@ -41,13 +48,19 @@ export type {
   GatewayState,
   History,
   HistoryEntry,
+  HostFigures,
   MonitorHeartbeat,
+  ProbeResult,
   ServiceName,
   ServiceState,
   ServiceSummary,
   Snapshot,
+  Source,
   Status,
   StatusChange,
+  Target,
+  TargetKind,
+  TopProcess,
 } from './generated/protocol';
 
 /** One frame of the gateway's /ws feed: a FeedMessage plus the per-connection `seq`. */
@@ -63,12 +76,29 @@ const ALERT_NAME_SET: Record<AlertName, true> = {
   HIGH_LATENCY: true,
   HIGH_ERROR_RATE: true,
   SERVICE_DOWN: true,
+  CERT_EXPIRING: true,
+  LOW_APDEX: true,
 };
+const SOURCE_SET: Record<Source, true> = { simulator: true, probe: true, agent: true };
 const ALERT_STATE_SET: Record<AlertState, true> = { firing: true, resolved: true };
 
 export const STATUSES = Object.keys(STATUS_SET) as readonly Status[];
 export const ALERT_NAMES = Object.keys(ALERT_NAME_SET) as readonly AlertName[];
 export const ALERT_STATES = Object.keys(ALERT_STATE_SET) as readonly AlertState[];
+export const SOURCES = Object.keys(SOURCE_SET) as readonly Source[];
+
+// Bounds of the source-specific parts, as services/protocol/src/source.rs checks them.
+/** Most per-core figures in `host.cores`. */
+export const MAX_CORES = 512;
+/** Most processes in `host.top`. */
+export const MAX_TOP_PROCS = 5;
+/** Longest process name, in characters. */
+export const MAX_PROC_NAME_LEN = 64;
+/** Longest `probe.error`, in characters. */
+export const MAX_PROBE_ERROR_LEN = 64;
+const MAX_LOAD = 100_000;
+const MAX_LATENCY_MS = 3_600_000;
+const MAX_CERT_WARN_DAYS = 3650;
 
 // ---------------------------------------------------------------------------------------------
 // Parser combinators. Everything from the network is `unknown` until a parser says otherwise.
@@ -100,6 +130,36 @@ const bool: Parser<boolean> = (v) => (typeof v === 'boolean' ? v : BAD);
 /** An f64 measurement: a finite number, or null (NaN). */
 const measure: Parser<number> = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : v === null ? Number.NaN : BAD);
 
+/** A finite number within [lo, hi] (no null: these are not f64 measurements a server may
+ * have written as null). */
+function ranged(lo: number, hi: number): Parser<number> {
+  return (v) => (typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi ? v : BAD);
+}
+/** An integer within [lo, hi]. */
+function intIn(lo: number, hi: number): Parser<number> {
+  return (v) => (isInt(v) && v >= lo && v <= hi ? v : BAD);
+}
+/** A measurement within [lo, hi], or null (NaN) as for `measure`. */
+function measureIn(lo: number, hi: number): Parser<number> {
+  return (v) => (v === null ? Number.NaN : typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi ? v : BAD);
+}
+
+// Control characters, bidirectional overrides and isolates: text with them could read as
+// something it is not (the protocol's instance rule, services/protocol/src/sample.rs).
+const CONTROL_OR_BIDI = /[\p{Cc}\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+// Only blanks, format characters and fillers: renders as nothing.
+const ONLY_INVISIBLE = /^[\s\p{Cf}\u00AD\u034F\u115F\u1160\u17B4\u17B5\u180B-\u180F\u3164\uFFA0]*$/u;
+
+/** Short visible text, 1 to `max` characters (code points); shown as text only. */
+function text(max: number): Parser<string> {
+  return (v) => {
+    if (typeof v !== 'string') return BAD;
+    let n = 0;
+    for (const _ of v) if (++n > max) return BAD;
+    return n === 0 || CONTROL_OR_BIDI.test(v) || ONLY_INVISIBLE.test(v) ? BAD : v;
+  };
+}
+
 function oneOf<T extends string>(set: Record<T, true>): Parser<T> {
   return (v) => (typeof v === 'string' && Object.hasOwn(set, v) ? (v as T) : BAD);
 }
@@ -126,6 +186,23 @@ function array<T>(p: Parser<T>): Parser<T[]> {
       out.push(r);
     }
     return out;
+  };
+}
+/** Every element must parse, and there are at most `max` (checked before any is parsed). */
+function boundedArray<T>(p: Parser<T>, max: number): Parser<T[]> {
+  const all = array(p);
+  return (v) => (Array.isArray(v) && v.length > max ? BAD : all(v));
+}
+/**
+ * An optional part of a message that only adds to it (a probe's outcome, a host's figures):
+ * absent stays absent, null stays null, and a malformed one is dropped (left out) instead of
+ * costing the message its figures and status.
+ */
+function droppable<T>(p: Parser<T>): Parser<T | null | undefined> {
+  return (v) => {
+    if (v === undefined || v === null) return v;
+    const r = p(v);
+    return r === BAD ? undefined : r;
   };
 }
 /** Malformed elements are dropped (one bad entry must not cost the whole list). */
@@ -199,9 +276,47 @@ const alertEvent = object<AlertEvent>({
   reason: optional(nullable(str)),
 });
 
+const source = oneOf(SOURCE_SET);
+const optInt = (lo: number, hi: number) => optional(nullable(intIn(lo, hi)));
+
+const probeResult = object<ProbeResult>({
+  ok: bool,
+  status_code: optInt(100, 599),
+  error: optional(nullable(text(MAX_PROBE_ERROR_LEN))),
+  apdex_t_ms: optInt(1, MAX_LATENCY_MS),
+  cert_expires_ms: optInt(0, Number.MAX_SAFE_INTEGER),
+  cert_warn_days: optInt(0, MAX_CERT_WARN_DAYS),
+});
+
+const topProcess = object<TopProcess>({
+  name: text(MAX_PROC_NAME_LEN),
+  pid: int,
+  cpu_pct: ranged(0, MAX_LOAD),
+  mem_pct: ranged(0, 100),
+});
+
+const hostFigures = object<HostFigures>({
+  cores: boundedArray(ranged(0, 100), MAX_CORES),
+  load1: ranged(0, MAX_LOAD),
+  load5: ranged(0, MAX_LOAD),
+  load15: ranged(0, MAX_LOAD),
+  disk_used_pct: optional(nullable(ranged(0, 100))),
+  procs: int,
+  top: boundedArray(topProcess, MAX_TOP_PROCS),
+});
+
+/** Who sent the latest sample: absent means a simulator (the monitor leaves it out then, and
+ * older monitors never say). */
+const sourceFields = {
+  source: optional(source),
+  probe: droppable(probeResult),
+  host: droppable(hostFigures),
+} as const;
+
 const figures = object<Figures>({
-  cpu_pct: measure,
-  mem_pct: measure,
+  // Absent for a source that has no such figure (a probe): shown as "n/a", never 0.
+  cpu_pct: optional(nullable(measure)),
+  mem_pct: optional(nullable(measure)),
   error_rate: measure,
   latency_ms: measure,
   latency_avg_ms: measure,
@@ -210,6 +325,8 @@ const figures = object<Figures>({
   uptime_pct: measure,
   samples: int,
   window_s: int,
+  apdex: optional(nullable(measureIn(0, 1))),
+  apdex_t_ms: optInt(1, MAX_LATENCY_MS),
 });
 
 const serviceSummary = object<ServiceSummary>({
@@ -220,6 +337,7 @@ const serviceSummary = object<ServiceSummary>({
   instance: str,
   health_url: str,
   figures,
+  ...sourceFields,
 });
 
 const activeAlert = object<ActiveAlert>({
@@ -243,6 +361,7 @@ const serviceState = object<ServiceState>({
   health_url: str,
   figures,
   last_alert: optional(nullable(alertMark)),
+  ...sourceFields,
 });
 
 const monitorHeartbeat = object<MonitorHeartbeat>({
@@ -311,6 +430,28 @@ const historyEntry: Parser<HistoryEntry> = (v) => {
 
 const history = object<History>({ events: lenientArray(historyEntry) });
 
+// A probe target, as `GET /api/targets` lists them (the JSON value of KV `vitals_targets`).
+const statusItem: Parser<number | string> = (v) => (isInt(v) ? v : typeof v === 'string' ? v : BAD);
+const target = object<Target>({
+  service: optional(nullable(str)),
+  kind: oneOf<TargetKind>({ http: true, tcp: true }),
+  url: optional(nullable(str)),
+  address: optional(nullable(str)),
+  interval_ms: optional(nullable(int)),
+  timeout_ms: optional(nullable(int)),
+  expect_status: optional(nullable((v) => (Array.isArray(v) ? boundedArray(statusItem, 64)(v) : statusItem(v)))),
+  body_contains: optional(nullable(str)),
+  method: optional(nullable(oneOf<HttpMethod>({ GET: true, HEAD: true }))),
+  headers: optional(nullable(record(str))),
+  apdex_t_ms: optional(nullable(int)),
+  health_url: optional(nullable(str)),
+});
+/** Most targets read from one `GET /api/targets` answer. */
+export const MAX_TARGETS_LISTED = 10_000;
+const targetList = object<{ targets: Target[] }>({
+  targets: (v) => (Array.isArray(v) && v.length > MAX_TARGETS_LISTED ? BAD : lenientArray(target)(v)),
+});
+
 // ---------------------------------------------------------------------------------------------
 // Exported parsers: null for anything malformed.
 
@@ -320,12 +461,17 @@ export function isStatus(v: unknown): v is Status {
 export function isAlertName(v: unknown): v is AlertName {
   return alertName(v) !== BAD;
 }
+export function isSource(v: unknown): v is Source {
+  return source(v) !== BAD;
+}
 export function isAlertState(v: unknown): v is AlertState {
   return alertState(v) !== BAD;
 }
 
 export const parseStatusChange = (v: unknown): StatusChange | null => orNull(statusChange(v));
 export const parseAlertEvent = (v: unknown): AlertEvent | null => orNull(alertEvent(v));
+export const parseProbeResult = (v: unknown): ProbeResult | null => orNull(probeResult(v));
+export const parseHostFigures = (v: unknown): HostFigures | null => orNull(hostFigures(v));
 export const parseFigures = (v: unknown): Figures | null => orNull(figures(v));
 export const parseServiceSummary = (v: unknown): ServiceSummary | null => orNull(serviceSummary(v));
 export const parseActiveAlert = (v: unknown): ActiveAlert | null => orNull(activeAlert(v));
@@ -337,6 +483,12 @@ export const parseSnapshot = (v: unknown): Snapshot | null => orNull(snapshot(v)
 export const parseHistoryEntry = (v: unknown): HistoryEntry | null => orNull(historyEntry(v));
 /** `GET /api/history` body; malformed entries are skipped. */
 export const parseHistory = (v: unknown): History | null => orNull(history(v));
+export const parseTarget = (v: unknown): Target | null => orNull(target(v));
+/** `GET /api/targets` body; malformed entries are skipped. */
+export const parseTargetList = (v: unknown): Target[] | null => {
+  const r = targetList(v);
+  return r === BAD ? null : r.targets;
+};
 
 /**
  * Parses one WebSocket text frame. Returns null for anything that is not a well-formed server

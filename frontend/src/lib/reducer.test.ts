@@ -19,7 +19,7 @@ import {
   type SeqTracker,
 } from './reducer';
 import type { FeedMessage } from './protocol';
-import { alertMsg, gatewayMsg, heartbeat, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg, T0 } from './testdata';
+import { alertMsg, figures, gatewayMsg, heartbeat, metricsMsg, monitorMsg, serviceState, snapshot, statusMsg, T0 } from './testdata';
 
 const NOW = 5_000_000; // browser clock, deliberately far from the server's T0
 
@@ -421,5 +421,52 @@ describe('announcements', () => {
     expect(announceStatusChanges(many)).toBe('4 services changed status: 3 DOWN, 1 HEALTHY.');
     const retired = many.map((c) => ({ ...c, status: 'RETIRED' as const }));
     expect(announceStatusChanges(retired)).toBe('4 services changed status: 4 RETIRED.');
+  });
+});
+
+describe('sources (probe, agent)', () => {
+  const probeFigures = () => {
+    const f = { ...figures(), apdex: 0.9, apdex_t_ms: 100 };
+    delete f.cpu_pct;
+    delete f.mem_pct;
+    return f;
+  };
+  const host = { cores: [10, 20], load1: 0.5, load5: 0.4, load15: 0.3, procs: 90, top: [{ name: 'nginx', pid: 7, cpu_pct: 3, mem_pct: 1 }] };
+
+  it('a probe summary: source and outcome kept, a missing cpu/mem is NaN in the series (not 0)', () => {
+    let s = apply([snapshot(0, [])]);
+    s = reduce(s, metricsMsg(1, { service: 'pay', health_url: '', figures: probeFigures(), source: 'probe', probe: { ok: true, status_code: 200 } }), NOW);
+    const v = s.services.get('pay')!;
+    expect(v.source).toBe('probe');
+    expect(v.probe).toEqual({ ok: true, status_code: 200 });
+    expect(v.host).toBeNull();
+    expect(v.figures?.cpu_pct).toBeUndefined();
+    expect(v.figures?.apdex).toBe(0.9);
+    expect(v.series.cpu).toHaveLength(1);
+    expect(Number.isNaN(v.series.cpu[0])).toBe(true);
+    expect(Number.isNaN(v.series.mem[0])).toBe(true);
+    // The next probe failed: the card follows it.
+    s = reduce(s, metricsMsg(2, { service: 'pay', at_ms: T0 + 2000, health_url: '', figures: probeFigures(), source: 'probe', probe: { ok: false, error: 'connect refused' } }), NOW);
+    expect(s.services.get('pay')?.probe).toEqual({ ok: false, error: 'connect refused' });
+  });
+
+  it('an agent state from a snapshot keeps its host figures; a simulator has neither part', () => {
+    const s = apply([snapshot(0, [serviceState('web1', { source: 'agent', host }), serviceState('auth')])]);
+    expect(s.services.get('web1')).toMatchObject({ source: 'agent', host, probe: null });
+    expect(s.services.get('auth')).toMatchObject({ source: 'simulator', host: null, probe: null });
+  });
+
+  it('a removed target: RETIRED removes the probe card, and its resolves do not bring it back', () => {
+    let s = apply([
+      snapshot(0, [serviceState('pay', { source: 'probe', probe: { ok: false, error: 'connect refused' }, status: 'DOWN', health_url: '' })]),
+      alertMsg(1, { service: 'pay' }),
+    ]);
+    expect(s.alerts).toHaveLength(1);
+    s = apply([statusMsg(2, { service: 'pay', status: 'RETIRED', previous: 'DOWN', at_ms: T0 + 5000, reasons: ['retired'] })], s);
+    expect(s.services.has('pay')).toBe(false);
+    expect(s.order).toEqual([]);
+    expect(s.alerts).toEqual([]);
+    s = apply([alertMsg(3, { service: 'pay', state: 'resolved', at_ms: T0 + 5001, reason: 'retired' })], s);
+    expect(s.services.has('pay')).toBe(false);
   });
 });

@@ -10,9 +10,12 @@ import type {
   Figures,
   GatewayState,
   HistoryEntry,
+  HostFigures,
   MonitorHeartbeat,
+  ProbeResult,
   ServiceState,
   ServiceSummary,
+  Source,
   Status,
   StatusChange,
 } from './protocol';
@@ -28,6 +31,7 @@ export const MONITOR_TIMEOUT_MS = 3500;
 export interface Series {
   /** Monitor clock (ServiceSummary.at_ms). */
   t: readonly number[];
+  /** NaN (not drawn) where the source has no CPU figure (a probe). */
   cpu: readonly number[];
   mem: readonly number[];
   p95: readonly number[];
@@ -50,6 +54,12 @@ export interface ServiceView {
   health_url: string;
   /** Null while the service is known only from a status or alert event. */
   figures: Figures | null;
+  /** Who sent the latest sample (`simulator` when the monitor does not say). */
+  source: Source;
+  /** The latest probe's outcome (probe-sourced services), else null. */
+  probe: ProbeResult | null;
+  /** The host's latest figures (agent-sourced services), else null. */
+  host: HostFigures | null;
   /** `at_ms` of the last ServiceSummary applied (monitor clock); older ones are ignored. */
   summary_at_ms: number | null;
   series: Series;
@@ -152,6 +162,9 @@ export function placeholder(service: string, at_ms: number, health_url = ''): Se
     instance: '',
     health_url,
     figures: null,
+    source: 'simulator',
+    probe: null,
+    host: null,
     summary_at_ms: null,
     series: EMPTY_SERIES,
   };
@@ -168,6 +181,9 @@ function fromServiceState(s: ServiceState, status: ShownStatus, series: Series):
     instance: s.instance,
     health_url: s.health_url,
     figures: s.figures,
+    source: s.source ?? 'simulator',
+    probe: s.probe ?? null,
+    host: s.host ?? null,
     summary_at_ms: null,
     series,
   };
@@ -180,12 +196,17 @@ function push(arr: readonly number[], v: number): number[] {
   return out;
 }
 
+/** A figure the source may not have (absent or null): NaN, which is not drawn. */
+function orNaN(v: number | null | undefined): number {
+  return v ?? Number.NaN;
+}
+
 /** Appends one summary's figures to a series, keeping at most SERIES_POINTS. */
 export function appendSeries(series: Series, at_ms: number, f: Figures): Series {
   return {
     t: push(series.t, at_ms),
-    cpu: push(series.cpu, f.cpu_pct),
-    mem: push(series.mem, f.mem_pct),
+    cpu: push(series.cpu, orNaN(f.cpu_pct)),
+    mem: push(series.mem, orNaN(f.mem_pct)),
     // NaN (not drawn) for a window with no samples, e.g. just after a monitor restart.
     p95: push(series.p95, f.samples > 0 ? f.latency_p95_ms : Number.NaN),
     err: push(series.err, f.error_rate),
@@ -395,6 +416,9 @@ function applySummary(prev: ServiceView, d: ServiceSummary, status: ShownStatus)
     instance: d.instance,
     health_url: d.health_url,
     figures: d.figures,
+    source: d.source ?? 'simulator',
+    probe: d.probe ?? null,
+    host: d.host ?? null,
     summary_at_ms: d.at_ms,
     series: appendSeries(prev.series, d.at_ms, d.figures),
   };
