@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod requests;
+pub mod targets;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -1,0 +1,62 @@
+//! KV `vitals_targets`: the one live list of probe targets (key = service, value = target
+//! JSON). Whoever needs it first creates it (the prober at start, the gateway on its first
+//! write), so both go through [`targets_bucket`] and get the same bucket settings.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, kv};
+use vitals_protocol::subjects;
+use vitals_protocol::target::MAX_TARGET_BYTES;
+
+/// A few revisions per target, so `nats kv history vitals_targets NAME` shows what changed.
+pub const TARGETS_HISTORY: i64 = 5;
+/// The bucket's size limit: ~4,000 targets at the largest value, times the history.
+pub const TARGETS_MAX_BYTES: i64 = 64 * 1024 * 1024;
+/// A single JetStream API call should answer within this; more means it is not there.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bucket's settings. Values larger than a target may be are refused by the server.
+pub fn targets_config() -> kv::Config {
+    kv::Config {
+        bucket: subjects::TARGETS_BUCKET.to_owned(),
+        description: "Vitals probe targets: key = service, value = target JSON".to_owned(),
+        history: TARGETS_HISTORY,
+        max_bytes: TARGETS_MAX_BYTES,
+        max_value_size: MAX_TARGET_BYTES as i32,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    }
+}
+
+/// KV `vitals_targets`, created if it does not exist yet. Idempotent and safe to race:
+/// when two callers create it at once, the loser finds the winner's bucket.
+///
+/// Creating needs, besides the bucket's own API subjects, `$JS.API.INFO` (async-nats
+/// reads the account before it creates a bucket); opening an existing one does not.
+pub async fn targets_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+    let opened = tokio::time::timeout(CALL_TIMEOUT, js.get_key_value(subjects::TARGETS_BUCKET))
+        .await
+        .context("opening KV vitals_targets timed out")?;
+    let get_err = match opened {
+        Ok(store) => return Ok(store),
+        Err(e) => e,
+    };
+    let created = tokio::time::timeout(CALL_TIMEOUT, js.create_key_value(targets_config()))
+        .await
+        .context("creating KV vitals_targets timed out")?;
+    match created {
+        Ok(store) => {
+            tracing::info!(bucket = subjects::TARGETS_BUCKET, "created KV bucket");
+            Ok(store)
+        }
+        // Someone else created it in between (or it exists and only the open failed
+        // transiently): one more open settles which.
+        Err(create_err) => js
+            .get_key_value(subjects::TARGETS_BUCKET)
+            .await
+            .with_context(|| {
+                format!("KV vitals_targets: cannot open ({get_err}) nor create ({create_err})")
+            }),
+    }
+}
