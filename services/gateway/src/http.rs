@@ -1,4 +1,4 @@
-//! HTTP: `/ws`, `/healthz`, `/metrics`, `/api/status`, `/api/history`,
+//! HTTP: `/ws`, `/healthz`, `/metrics`, `/api/status`, `/api/history`, `/api/targets`,
 //! `DELETE /api/services/<name>`, and optionally the built dashboard.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -26,7 +26,7 @@ use vitals_runtime::constant_time_eq;
 use crate::history::HistoryCache;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::{upgrade, ws};
+use crate::{targets, upgrade, ws};
 
 /// What prometheus-client's text encoder writes (OpenMetrics 1.0, ending in `# EOF`).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -59,17 +59,23 @@ pub fn router(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
     let api = Router::new()
         .route("/api/status", get(status))
         .route("/api/history", get(history))
+        .route("/api/targets", get(targets::list))
         .route("/ws", get(upgrade))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // Needs the operator token (in Authorization), so not the viewer token as well.
-    let operator = Router::new().route("/api/services/{name}", delete(retire));
+    let operator = Router::new()
+        .route("/api/services/{name}", delete(retire))
+        .route(
+            "/api/targets/{name}",
+            put(targets::put).delete(targets::remove),
+        );
     // Browsers outside the allow-list get no Access-Control-Allow-Origin, so they may
     // neither read the API nor send DELETE with credentials.
     let api = api.merge(operator).layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION]),
+            .allow_methods([Method::GET, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
     );
     let router =
         Router::new()
@@ -227,20 +233,8 @@ async fn retire(
     name: Result<axum::extract::Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(want) = &s.operator_token else {
-        s.metrics.refused("operator_token");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "retiring is disabled: no operator token is configured (start the gateway with --operator-token or VITALS_OPERATOR_TOKEN)",
-        );
-    };
-    let given = bearer(&headers).unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), want.as_bytes()) {
-        s.metrics.refused("operator_token");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong operator token (Authorization: Bearer <token>)",
-        );
+    if let Err(refused) = check_operator(&s, &headers, "retiring") {
+        return refused;
     }
     let raw = match name {
         Ok(axum::extract::Path(raw)) => raw,
@@ -380,7 +374,34 @@ impl BoundedLog {
     }
 }
 
-fn error(code: StatusCode, why: &str) -> Response {
+/// The operator token check of every write: 401 when none is configured (`what` is then
+/// disabled) or the request's `Authorization: Bearer` differs.
+pub(crate) fn check_operator(
+    s: &AppState,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), Response> {
+    let Some(want) = &s.operator_token else {
+        s.metrics.refused("operator_token");
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "{what} is disabled: no operator token is configured (start the gateway with --operator-token or VITALS_OPERATOR_TOKEN)"
+            ),
+        ));
+    };
+    let given = bearer(headers).unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), want.as_bytes()) {
+        s.metrics.refused("operator_token");
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong operator token (Authorization: Bearer <token>)",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn error(code: StatusCode, why: &str) -> Response {
     (code, Json(serde_json::json!({ "error": why }))).into_response()
 }
 

@@ -9,6 +9,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod targets;
 pub mod upgrade;
 pub mod view;
 pub mod ws;

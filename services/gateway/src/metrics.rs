@@ -12,6 +12,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    pub op: &'static str,
+    pub outcome: &'static str,
+}
+
 /// Why an upgrade or API call was refused.
 pub const REFUSALS: [&str; 4] = ["origin", "token", "capacity", "operator_token"];
 /// Why the monitor's snapshot could not be used (then KV is read instead).
@@ -41,6 +47,8 @@ pub struct Metrics {
     pub history_reads: Counter,
     pub history_cache_hits: Counter,
     pub retire_requests: Family<ReasonLabel, Counter>,
+    /// `/api/targets` requests, by operation and outcome.
+    pub target_requests: Family<TargetLabel, Counter>,
     /// From a message's arrival on NATS to its frame written to a client's socket (the
     /// oldest frame of each batch written), seconds.
     pub delivery_seconds: Histogram,
@@ -70,6 +78,7 @@ impl Metrics {
             history_reads: Counter::default(),
             history_cache_hits: Counter::default(),
             retire_requests: Family::default(),
+            target_requests: Family::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         for reason in REFUSALS {
@@ -179,6 +188,11 @@ impl Metrics {
             m.retire_requests.clone(),
         );
         r.register(
+            "target_requests",
+            "/api/targets requests, by operation (list, put, delete) and outcome",
+            m.target_requests.clone(),
+        );
+        r.register(
             "delivery_seconds",
             "From arrival on NATS to the frame written to a client's socket",
             m.delivery_seconds.clone(),
@@ -203,6 +217,12 @@ impl Metrics {
     pub fn retire(&self, reason: &'static str) {
         self.retire_requests
             .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn target(&self, op: &'static str, outcome: &'static str) {
+        self.target_requests
+            .get_or_create(&TargetLabel { op, outcome })
             .inc();
     }
 

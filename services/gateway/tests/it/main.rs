@@ -8,3 +8,4 @@ mod hardening;
 mod helpers;
 mod limits;
 mod outages;
+mod targets;

@@ -1,0 +1,176 @@
+//! `/api/targets` against a real nats-server: the operator token, validation with the
+//! protocol's code (400 with the reason), what lands in KV vitals_targets, listing (with
+//! hand-written bad values shown as refused) and removal.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use vitals_protocol::{Target, subjects};
+use vitals_testkit::NatsServer;
+
+use crate::helpers::{Proc, gateway};
+
+const TOKEN: &str = "op-s3cret";
+
+async fn send(
+    gw: &Proc,
+    method: reqwest::Method,
+    service: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> Result<(u16, Value)> {
+    let mut req =
+        reqwest::Client::new().request(method, gw.url(&format!("/api/targets/{service}")));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await?;
+    let code = resp.status().as_u16();
+    Ok((code, resp.json().await?))
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn targets_are_validated_written_listed_and_removed() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let js = async_nats::jetstream::new(nats.client().await?);
+    let kv = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: subjects::TARGETS_BUCKET.into(),
+            ..Default::default()
+        })
+        .await?;
+    let gw = gateway(&nats, &["--operator-token", TOKEN]).await?;
+    let good = json!({"kind": "http", "url": "http://127.0.0.1:9/health", "interval_ms": 500});
+
+    // Writes need the operator token.
+    let (code, body) = send(&gw, reqwest::Method::PUT, "pay", Some(good.clone()), None).await?;
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = send(
+        &gw,
+        reqwest::Method::PUT,
+        "pay",
+        Some(good.clone()),
+        Some("nope"),
+    )
+    .await?;
+    assert_eq!(code, 401);
+    let (code, _) = send(&gw, reqwest::Method::DELETE, "pay", None, None).await?;
+    assert_eq!(code, 401);
+
+    // A bad body gets 400 with the protocol's reason; nothing is written.
+    for (bad, why) in [
+        (
+            json!({"kind": "http", "url": "ftp://x"}),
+            "http:// or https://",
+        ),
+        (
+            json!({"kind": "http", "url": "http://x", "interval_ms": 1000, "timeout_ms": 1000}),
+            "less than interval_ms",
+        ),
+        (
+            json!({"kind": "tcp", "address": "nohost"}),
+            "port is required",
+        ),
+        (
+            json!({"kind": "http", "url": "http://x", "colour": "red"}),
+            "unknown field",
+        ),
+        (
+            json!({"service": "other", "kind": "http", "url": "http://x"}),
+            "differs",
+        ),
+    ] {
+        let (code, body) = send(
+            &gw,
+            reqwest::Method::PUT,
+            "pay",
+            Some(bad.clone()),
+            Some(TOKEN),
+        )
+        .await?;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(
+            error_of(&body).contains(why),
+            "{bad}: {body} should say {why:?}"
+        );
+    }
+    let (code, body) = send(
+        &gw,
+        reqwest::Method::PUT,
+        "Bad.Name",
+        Some(good.clone()),
+        Some(TOKEN),
+    )
+    .await?;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        kv.get("pay").await?.is_none(),
+        "a refused target was written"
+    );
+
+    // A good one is written as validated, and the prober's check of the stored bytes passes.
+    let (code, body) = send(
+        &gw,
+        reqwest::Method::PUT,
+        "pay",
+        Some(good.clone()),
+        Some(TOKEN),
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["target"]["url"], "http://127.0.0.1:9/health");
+    let stored = kv.get("pay").await?.expect("the target is in KV");
+    let t = Target::from_json("pay", &stored)?;
+    assert_eq!(t.interval_ms(), 500);
+
+    // Listing shows it, and shows a value written past the API as refused, with why.
+    kv.put("junk", r#"{"kind":"http"}"#.into()).await?;
+    let list = gw.get_json("/api/targets").await?;
+    let services: Vec<&str> = list["targets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["service"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(services, vec!["pay"], "{list}");
+    assert_eq!(list["refused"][0]["service"], "junk", "{list}");
+    assert!(
+        error_of(&list["refused"][0]).contains("url is required"),
+        "{list}"
+    );
+
+    // Removal deletes the key; removing it again is a 404.
+    let (code, body) = send(&gw, reqwest::Method::DELETE, "pay", None, Some(TOKEN)).await?;
+    assert_eq!(code, 200, "{body}");
+    assert!(kv.get("pay").await?.is_none());
+    let (code, body) = send(&gw, reqwest::Method::DELETE, "pay", None, Some(TOKEN)).await?;
+    assert_eq!(code, 404, "{body}");
+
+    assert_eq!(
+        gw.counter("vitals_gateway_target_requests_total{op=\"put\",outcome=\"ok\"}")
+            .await?,
+        1.0
+    );
+    assert_eq!(
+        gw.counter("vitals_gateway_target_requests_total{op=\"put\",outcome=\"bad_request\"}")
+            .await?,
+        6.0
+    );
+    Ok(())
+}
+
+/// Without an operator token configured, writes are disabled and say how to enable them.
+#[tokio::test]
+async fn target_writes_are_disabled_without_an_operator_token() -> Result<()> {
+    let nats = NatsServer::start()?;
+    let gw = gateway(&nats, &[]).await?;
+    let body = json!({"kind": "tcp", "address": "db:5432"});
+    let (code, body) = send(&gw, reqwest::Method::PUT, "db", Some(body), Some("x")).await?;
+    assert_eq!(code, 401);
+    assert!(error_of(&body).contains("--operator-token"), "{body}");
+    Ok(())
+}
