@@ -32,6 +32,7 @@ async fn bucket(s: &AppState) -> Result<async_nats::jetstream::kv::Store, Respon
     }
 }
 
+#[allow(clippy::result_large_err)] // as `check_operator`: the refusal is the response
 fn service_of(
     s: &AppState,
     op: &'static str,
