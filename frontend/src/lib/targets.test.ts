@@ -24,7 +24,7 @@ interface Call {
 /** A fetch double at the network boundary: records each request, answers from `reply`. */
 function fakeFetch(reply: (c: Call) => { status: number; body: unknown } | Error) {
   const calls: Call[] = [];
-  const fetch = (async (url: string, init: RequestInit = {}) => {
+  const fetchFn = (async (url: string, init: RequestInit = {}) => {
     const c: Call = {
       url: String(url),
       method: init.method ?? 'GET',
@@ -36,7 +36,7 @@ function fakeFetch(reply: (c: Call) => { status: number; body: unknown } | Error
     if (r instanceof Error) throw r;
     return new Response(typeof r.body === 'string' ? r.body : JSON.stringify(r.body), { status: r.status, headers: { 'Content-Type': 'application/json' } });
   }) as typeof fetch;
-  return { fetch, calls };
+  return { fetch: fetchFn, calls };
 }
 
 const listBody = { targets: [{ service: 'payments', kind: 'http', url: 'https://pay.example/health', interval_ms: 1000 }] };
