@@ -839,3 +839,225 @@ fn a_state_restored_down_since_long_ago_is_retired_and_zero_never_retires() {
     assert!(statuses(&tick(&mut never, 90_000_250)).is_empty());
     assert_eq!(never.status_of("gone"), Some(Status::Down));
 }
+
+// ---------------------------------------------------------------------------------------
+// Probe and agent sources (issue 13)
+
+fn probe(
+    seq: u64,
+    ok: bool,
+    code: Option<u16>,
+    error: Option<&str>,
+    latency_ms: f64,
+) -> MetricSample {
+    MetricSample {
+        source: vitals_protocol::Source::Probe,
+        cpu_pct: None,
+        mem_pct: None,
+        latency_ms,
+        health_url: String::new(),
+        probe: Some(vitals_protocol::ProbeResult {
+            ok,
+            status_code: code,
+            error: error.map(str::to_owned),
+            apdex_t_ms: None,
+            cert_expires_ms: None,
+            cert_warn_days: None,
+        }),
+        ..sample("pay", seq)
+    }
+}
+
+fn down_reason(events: &[Event]) -> Option<String> {
+    events.iter().find_map(|e| match e {
+        Event::Status(c) if c.status == Status::Down => c.reasons.first().cloned(),
+        _ => None,
+    })
+}
+
+#[test]
+fn failed_probes_go_down_after_down_after_and_recover_after_up_after() {
+    let mut e = engine();
+    let mut all = Vec::new();
+    all.extend(feed(&mut e, &probe(1, true, Some(200), None, 20.0), 1_000));
+    // One failure is not enough (down_after = 2)...
+    let ev = feed(
+        &mut e,
+        &probe(2, false, Some(503), Some("status 503"), 15.0),
+        2_000,
+    );
+    assert!(alerts(&ev).is_empty(), "{ev:?}");
+    all.extend(ev);
+    // ...the second is, and the reason says why.
+    let ev = feed(
+        &mut e,
+        &probe(3, false, Some(503), Some("status 503"), 15.0),
+        3_000,
+    );
+    assert_eq!(
+        alerts(&ev),
+        vec![(AlertName::ServiceDown, AlertState::Firing)]
+    );
+    assert_eq!(
+        down_reason(&ev).as_deref(),
+        Some("probe failed: status 503 (2 in a row)")
+    );
+    let fired = ev.iter().find_map(|e| match e {
+        Event::Alert(a) => Some((a.value, a.threshold)),
+        _ => None,
+    });
+    assert_eq!(
+        fired,
+        Some((2.0, 2.0)),
+        "value: failures in a row, threshold: down_after"
+    );
+    all.extend(ev);
+    // More failures change nothing; one good probe is not enough (up_after = 2).
+    all.extend(feed(
+        &mut e,
+        &probe(4, false, None, Some("timeout"), 500.0),
+        4_000,
+    ));
+    all.extend(feed(&mut e, &probe(5, true, Some(200), None, 20.0), 5_000));
+    assert_eq!(e.status_of("pay"), Some(Status::Down));
+    // A failure in between restarts the count.
+    all.extend(feed(
+        &mut e,
+        &probe(6, false, None, Some("connection closed"), 3.0),
+        6_000,
+    ));
+    all.extend(feed(&mut e, &probe(7, true, Some(200), None, 20.0), 7_000));
+    assert_eq!(e.status_of("pay"), Some(Status::Down));
+    let ev = feed(&mut e, &probe(8, true, Some(200), None, 20.0), 8_000);
+    assert_eq!(statuses(&ev), vec![(Status::Down, Status::Healthy)]);
+    all.extend(ev);
+    assert_eq!(
+        alerts(&all),
+        vec![
+            (AlertName::ServiceDown, AlertState::Firing),
+            (AlertName::ServiceDown, AlertState::Resolved)
+        ],
+        "exactly one firing and one resolve"
+    );
+}
+
+#[test]
+fn silence_still_means_down_for_a_probe() {
+    let mut e = engine();
+    feed(&mut e, &probe(1, true, Some(200), None, 20.0), 10_000);
+    let ev = tick_until(&mut e, 10_000, 14_000);
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
+    assert!(down_reason(&ev).is_some_and(|r| r.starts_with("no sample for")));
+}
+
+#[test]
+fn absent_figures_are_not_judged_and_stay_absent() {
+    let mut e = engine();
+    for seq in 1..=5 {
+        let ev = feed(&mut e, &probe(seq, true, Some(200), None, 20.0), seq * 1000);
+        assert!(alerts(&ev).is_empty());
+    }
+    let st = e.snapshot(6_000).remove(0);
+    assert_eq!((st.figures.cpu_pct, st.figures.mem_pct), (None, None));
+    assert_eq!(st.source, vitals_protocol::Source::Probe);
+    assert_eq!(st.probe.and_then(|p| p.status_code), Some(200));
+    // Serialised, the absent figures are left out (never written as 0 or null).
+    let json = serde_json::to_value(e.snapshot(6_000).remove(0).figures).unwrap();
+    assert!(
+        json.get("cpu_pct").is_none() && json.get("mem_pct").is_none(),
+        "{json}"
+    );
+}
+
+#[test]
+fn apdex_is_over_the_window_with_the_probes_threshold() {
+    let mut e = engine();
+    let mut s = probe(1, true, Some(200), None, 50.0);
+    if let Some(p) = s.probe.as_mut() {
+        p.apdex_t_ms = Some(40);
+    }
+    feed(&mut e, &s, 1_000); // tolerating (40 < 50 <= 160)
+    let mut s2 = probe(2, true, Some(200), None, 10.0);
+    s2.probe = s.probe.clone();
+    feed(&mut e, &s2, 2_000); // satisfied
+    let st = e.snapshot(2_000).remove(0);
+    assert_eq!(st.figures.apdex, Some(0.75));
+    assert_eq!(st.figures.apdex_t_ms, Some(40));
+}
+
+#[test]
+fn low_apdex_fires_when_enabled() {
+    let mut rules = crate::rules::Rules::default();
+    rules.apdex.enabled = true;
+    let cfg = EngineConfig {
+        defaults: std::sync::Arc::new(rules),
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, 0);
+    let mut fired = Vec::new();
+    // Every probe slow (> 4T, under HIGH_LATENCY): Apdex 0; fires after for_samples (3).
+    for seq in 1..=3 {
+        fired.extend(feed(
+            &mut e,
+            &probe(seq, true, Some(200), None, 450.0),
+            seq * 1000,
+        ));
+    }
+    assert_eq!(
+        alerts(&fired),
+        vec![(AlertName::LowApdex, AlertState::Firing)]
+    );
+    let state = e.snapshot(3_000).remove(0);
+    assert_eq!(state.status, Status::Degraded);
+    assert!(
+        state.reasons[0].starts_with("LOW_APDEX: apdex 0.000 < 0.7"),
+        "{:?}",
+        state.reasons
+    );
+}
+
+#[test]
+fn an_expiring_certificate_fires_and_a_renewed_one_resolves() {
+    let day = 86_400_000u64;
+    let now = 1_000 * day;
+    let with_cert = |seq, expires_ms| {
+        let mut s = probe(seq, true, Some(200), None, 20.0);
+        if let Some(p) = s.probe.as_mut() {
+            p.cert_expires_ms = Some(expires_ms);
+            p.cert_warn_days = Some(14);
+        }
+        s
+    };
+    let mut e = engine();
+    let ev = feed(&mut e, &with_cert(1, now + 3 * day), now);
+    assert_eq!(
+        alerts(&ev),
+        vec![(AlertName::CertExpiring, AlertState::Firing)]
+    );
+    let ev = feed(&mut e, &with_cert(2, now + 3 * day), now + 1000);
+    assert!(alerts(&ev).is_empty(), "fires once");
+    // A failed probe without a certificate says nothing about it.
+    let ev = feed(&mut e, &probe(3, false, None, Some("tls"), 5.0), now + 2000);
+    assert!(alerts(&ev).is_empty(), "{ev:?}");
+    let ev = feed(&mut e, &with_cert(4, now + 90 * day), now + 3000);
+    assert_eq!(
+        alerts(&ev),
+        vec![(AlertName::CertExpiring, AlertState::Resolved)]
+    );
+}
+
+#[test]
+fn old_samples_without_a_source_are_simulator_samples() {
+    let bytes = br#"{"service":"auth","instance":"a-1","seq":1,"ts_ms":1,"cpu_pct":10,"mem_pct":20,"latency_ms":5,"error_rate":0,"health_url":"http://127.0.0.1:3001/health"}"#;
+    let s = vitals_protocol::parse_sample("auth", bytes).unwrap();
+    assert_eq!(s.source, vitals_protocol::Source::Simulator);
+    let mut e = engine();
+    feed(&mut e, &s, 1000);
+    let st = e.snapshot(1000).remove(0);
+    assert_eq!(st.figures.cpu_pct, Some(10.0));
+    let json = serde_json::to_value(&st).unwrap();
+    assert!(
+        json.get("source").is_none(),
+        "simulator is the default, not written"
+    );
+}
