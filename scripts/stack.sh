@@ -6,7 +6,12 @@
 # development passwords as docker-compose.yml and can be overridden by env:
 #   VITALS_MONITOR_PASSWORD, VITALS_GATEWAY_PASSWORD, VITALS_SIM_<SERVICE>_PASSWORD (one
 #   user per simulated service: VITALS_SIM_AUTH_PASSWORD, ..._BILLING_, ..._NOTIFICATIONS_,
-#   ..._ANALYTICS_), and VITALS_NATS_CONF (another nats.conf, e.g. with your own passwords).
+#   ..._ANALYTICS_), VITALS_PROBER_PASSWORD, VITALS_AGENT_PASSWORD, and VITALS_NATS_CONF
+#   (another nats.conf, e.g. with your own passwords).
+# VITALS_OPERATOR_TOKEN is the gateway's operator token (writes: /api/targets, retiring);
+# its default is a development token, like the passwords.
+# The prober's targets file is written to the run directory from the ports in use (the four
+# simulators' /health and NATS's /healthz); VITALS_TARGETS=FILE uses your own instead.
 # VITALS_PARTS="nats monitor ..." limits what `up` starts (default: all of PARTS below).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,19 +20,24 @@ PROFILE="${VITALS_PROFILE:-release}"
 NATS_PORT="${NATS_PORT:-4222}"
 NATS_HTTP_PORT="${NATS_HTTP_PORT:-8222}"
 MONITOR_PORT="${MONITOR_PORT:-9100}"
+PROBER_PORT="${PROBER_PORT:-9101}"
+AGENT_PORT="${AGENT_PORT:-9102}"
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-5173}"
 SIM_PORT_BASE="${SIM_PORT_BASE:-3000}"
 NATS_CONF="${VITALS_NATS_CONF:-$root/nats.conf}"
 MONITOR_PASSWORD="${VITALS_MONITOR_PASSWORD:-monitor-dev}"
 GATEWAY_PASSWORD="${VITALS_GATEWAY_PASSWORD:-gateway-dev}"
+PROBER_PASSWORD="${VITALS_PROBER_PASSWORD:-prober-dev}"
+AGENT_PASSWORD="${VITALS_AGENT_PASSWORD:-agent-dev}"
+OPERATOR_TOKEN="${VITALS_OPERATOR_TOKEN:-vitals-operator-dev}"
 # Each simulator may publish and answer only for its own service (nats.conf).
 SIM_AUTH_PASSWORD="${VITALS_SIM_AUTH_PASSWORD:-sim-auth-dev}"
 SIM_BILLING_PASSWORD="${VITALS_SIM_BILLING_PASSWORD:-sim-billing-dev}"
 SIM_NOTIFICATIONS_PASSWORD="${VITALS_SIM_NOTIFICATIONS_PASSWORD:-sim-notifications-dev}"
 SIM_ANALYTICS_PASSWORD="${VITALS_SIM_ANALYTICS_PASSWORD:-sim-analytics-dev}"
 SIMS=(auth billing notifications analytics)
-PARTS=(nats monitor gateway "${SIMS[@]}" dashboard)
+PARTS=(nats monitor gateway "${SIMS[@]}" prober agent dashboard)
 read -r -a UP_PARTS <<<"${VITALS_PARTS:-${PARTS[*]}}"
 
 case "$PROFILE" in debug) bin_dir="$root/target/debug" ;; *) bin_dir="$root/target/$PROFILE" ;; esac
@@ -62,6 +72,8 @@ health_url() {
     nats) echo "http://127.0.0.1:$NATS_HTTP_PORT/healthz" ;;
     monitor) echo "http://127.0.0.1:$MONITOR_PORT/healthz" ;;
     gateway) echo "http://127.0.0.1:$GATEWAY_PORT/healthz" ;;
+    prober) echo "http://127.0.0.1:$PROBER_PORT/healthz" ;;
+    agent) echo "http://127.0.0.1:$AGENT_PORT/healthz" ;;
     dashboard) echo "http://127.0.0.1:$DASHBOARD_PORT/" ;;
     *) echo "http://127.0.0.1:$(sim_port "$1")/healthz" ;;
   esac
@@ -73,6 +85,21 @@ pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
 # Alive and not a zombie (a killed process can linger as one until PID 1 reaps it).
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 running() { local pid; pid="$(pid_of "$1")"; [ -n "$pid" ] && alive "$pid"; }
+
+# The default targets: each simulator's /health as <name>-http (its own service name is
+# the simulator's), and NATS's monitoring endpoint as nats.
+write_targets() {
+  local s file="$RUN_DIR/targets.toml"
+  {
+    echo "# Written by scripts/stack.sh from the ports in use; VITALS_TARGETS=FILE to use your own."
+    for s in "${SIMS[@]}"; do
+      printf '\n[[target]]\nservice = "%s-http"\nkind = "http"\nurl = "http://127.0.0.1:%s/health"\ninterval_ms = 1000\n' \
+        "$s" "$(sim_port "$s")"
+    done
+    printf '\n[[target]]\nservice = "nats"\nkind = "http"\nurl = "http://127.0.0.1:%s/healthz"\ninterval_ms = 1000\n' "$NATS_HTTP_PORT"
+  } >"$file"
+  echo "$file"
+}
 
 # Credentials go through the environment (NATS_USER/NATS_PASSWORD), not argv, so `ps`
 # does not show them.
@@ -90,10 +117,18 @@ launch() {
       exec "$bin_dir/monitor" --nats-url "$nats_url" --http-addr "127.0.0.1:$MONITOR_PORT" ;;
     gateway)
       login gateway "$GATEWAY_PASSWORD"
+      export VITALS_OPERATOR_TOKEN="$OPERATOR_TOKEN"
       exec "$bin_dir/gateway" --nats-url "$nats_url" --http-addr "127.0.0.1:$GATEWAY_PORT" \
         --static-dir "$root/frontend/dist" \
         --allowed-origins "http://localhost:$DASHBOARD_PORT,http://127.0.0.1:$DASHBOARD_PORT,http://localhost:$GATEWAY_PORT,http://127.0.0.1:$GATEWAY_PORT" \
         --health-origins "$(health_origins)" ;;
+    prober)
+      login prober "$PROBER_PASSWORD"
+      exec "$bin_dir/prober" --nats-url "$nats_url" --http-addr "127.0.0.1:$PROBER_PORT" \
+        --targets "${VITALS_TARGETS:-$(write_targets)}" ;;
+    agent)
+      login agent "$AGENT_PASSWORD"
+      exec "$bin_dir/agent" --nats-url "$nats_url" --http-addr "127.0.0.1:$AGENT_PORT" ;;
     dashboard)
       cd "$root/frontend"
       GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" exec node_modules/.bin/vite preview \
@@ -180,9 +215,13 @@ Vitals is up (logs and pids in $RUN_DIR):
   NATS            $nats_url   (monitoring http://127.0.0.1:$NATS_HTTP_PORT)
   monitor         http://127.0.0.1:$MONITOR_PORT/api/status   /metrics
   simulators      auth :$(sim_port auth)  billing :$(sim_port billing)  notifications :$(sim_port notifications)  analytics :$(sim_port analytics)
+  prober          http://127.0.0.1:$PROBER_PORT/metrics   (targets: KV vitals_targets; default file $RUN_DIR/targets.toml)
+  agent           http://127.0.0.1:$AGENT_PORT/metrics    (this host, as service "$(hostname | tr 'A-Z' 'a-z')")
 Watch:            nats sub 'health.>'       Snapshot: nats req health.snapshot ''   (no login: read-only viewer)
 Chaos:            nats req chaos.billing '{"mode":"latency","for_s":30}' --user operator --password ${VITALS_OPERATOR_PASSWORD:-operator-dev}
 Outage:           make stop S=billing   then   make start S=billing     (walk-through: docs/STACK.md)
+Watch a URL:      nats kv put vitals_targets payments '{"kind":"http","url":"https://example.com/"}' --user operator --password ${VITALS_OPERATOR_PASSWORD:-operator-dev}
+                  or on the page: Operator -> token $OPERATOR_TOKEN -> "Add a service to watch"
 Stop everything:  make down
 MSG
     ;;
