@@ -3,6 +3,7 @@ import './app.css';
 import App from './App.svelte';
 import { browserDeps, Connection } from './lib/connection.svelte';
 import { parseHealthParam } from './lib/fallback';
+import { TargetsApi, type SessionStorageLike } from './lib/targets.svelte';
 
 // Page parameters:
 //   ?token=T          sent to the gateway on /ws and /api (when it is configured with a token)
@@ -24,6 +25,17 @@ const conn = new Connection(
 );
 conn.start();
 
+// Operator actions: the operator token is pasted into the page (never a page parameter) and
+// kept in this tab's sessionStorage.
+let session: SessionStorageLike | null = null;
+try {
+  session = window.sessionStorage;
+} catch {
+  session = null;
+}
+const targets = new TargetsApi({ apiBase: '', viewerToken: params.get('token') }, { fetch: window.fetch.bind(window), session });
+if (targets.hasToken) void targets.list();
+
 const target = document.getElementById('app');
 if (target === null) throw new Error('no #app element');
-mount(App, { target, props: { conn } });
+mount(App, { target, props: { conn, targets } });

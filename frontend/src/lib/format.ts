@@ -1,6 +1,23 @@
 // Number and time formatting for the cards and panels. Pure; non-finite numbers show as "–".
 
 const DASH = '–';
+/** A figure the source does not have (a probe's CPU): never shown as 0. */
+export const NA = 'n/a';
+
+/** A figure that may be absent from its source: "n/a" when absent (or null), else `fmt`. */
+export function fmtOpt(v: number | null | undefined, fmt: (v: number) => string): string {
+  return v == null ? NA : fmt(v);
+}
+
+/** An Apdex score in [0, 1], two decimals. */
+export function fmtApdex(v: number | null | undefined): string {
+  return v == null || !Number.isFinite(v) ? DASH : v.toFixed(2);
+}
+
+/** A load average, two decimals. */
+export function fmtLoad(v: number | null | undefined): string {
+  return v == null || !Number.isFinite(v) ? DASH : v.toFixed(2);
+}
 
 export function fmtPct(v: number | null | undefined, digits = 1): string {
   return v == null || !Number.isFinite(v) ? DASH : `${v.toFixed(digits)}%`;
@@ -57,6 +74,10 @@ export function fmtAlertValue(alert: string, v: number): string {
       return fmtRate(v);
     case 'SERVICE_DOWN':
       return Number.isFinite(v) ? `${v.toFixed(1)} s` : DASH;
+    case 'CERT_EXPIRING':
+      return Number.isFinite(v) ? `${v.toFixed(1)} d` : DASH;
+    case 'LOW_APDEX':
+      return fmtApdex(v);
     default:
       return fmtNum(v, 2);
   }
