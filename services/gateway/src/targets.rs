@@ -12,24 +12,24 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
-use vitals_protocol::{ServiceName, Target, subjects};
+use vitals_protocol::{ServiceName, Target};
 
 use crate::http::{AppState, check_operator, error};
 
 /// Most targets one GET lists (each is one KV read).
 const MAX_LISTED: usize = 10_000;
 
+/// The bucket, created here if no prober has yet (same settings as the prober's).
 async fn bucket(s: &AppState) -> Result<async_nats::jetstream::kv::Store, Response> {
-    match s.js.get_key_value(subjects::TARGETS_BUCKET).await {
-        Ok(kv) => Ok(kv),
-        Err(e) => {
-            tracing::warn!(error = %e, "KV vitals_targets unavailable");
-            Err(error(
+    vitals_runtime::targets::targets_bucket(&s.js)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "KV vitals_targets unavailable");
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "KV vitals_targets is unavailable (is JetStream up and has a prober created it?)",
-            ))
-        }
-    }
+                "KV vitals_targets is unavailable (is JetStream up?)",
+            )
+        })
 }
 
 #[allow(clippy::result_large_err)] // as `check_operator`: the refusal is the response

@@ -39,13 +39,11 @@ fn error_of(body: &Value) -> &str {
 async fn targets_are_validated_written_listed_and_removed() -> Result<()> {
     let nats = NatsServer::start()?;
     let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = js
-        .create_key_value(async_nats::jetstream::kv::Config {
-            bucket: subjects::TARGETS_BUCKET.into(),
-            ..Default::default()
-        })
-        .await?;
     let gw = gateway(&nats, &["--operator-token", TOKEN]).await?;
+    // No prober has run: the gateway creates the bucket on first use; it is empty.
+    let list = gw.get_json("/api/targets").await?;
+    assert_eq!(list["targets"], json!([]), "{list}");
+    let kv = js.get_key_value(subjects::TARGETS_BUCKET).await?;
     let good = json!({"kind": "http", "url": "http://127.0.0.1:9/health", "interval_ms": 500});
 
     // Writes need the operator token.
