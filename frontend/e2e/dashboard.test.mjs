@@ -1,5 +1,6 @@
 // End to end: the real native stack (scripts/stack.sh: nats-server, monitor, gateway, four
-// simulators, `vite preview` of frontend/dist) and the real page in headless chromium.
+// simulators, the prober (no file targets), the host agent, `vite preview` of frontend/dist)
+// and the real page in headless chromium.
 //
 //   node --test --test-reporter=tap frontend/e2e/      (or scripts/e2e.sh, which installs first)
 //
@@ -20,12 +21,14 @@ import {
   DASHBOARD_URL,
   launchBrowser,
   NATS_URL,
+  OPERATOR_TOKEN,
   resetOutDir,
   screenshot,
   SERVICES,
   SIMULATOR_PASSWORD,
   simPort,
   Stack,
+  startHttpTarget,
   Timings,
   waitSel,
   writeOut,
@@ -37,7 +40,10 @@ const stack = new Stack();
 let browser = null;
 /** @type {import('playwright-core').Page} */
 let page;
-let broken = null; // the first failed step: later steps depend on its state and are skipped
+let broken = null; // the first failed step: later steps depend on its state and fail at once
+/** Every step, in order, and those whose body ran to the end: at the end, all must have. */
+const defined = [];
+const completed = new Set();
 
 // The stack must come down whatever happens, also on Ctrl-C.
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -53,18 +59,20 @@ const OTHERS = (svc) => SERVICES.filter((s) => s !== svc);
 const sleepObserving = (msec) => new Promise((r) => setTimeout(r, msec)); // observation windows only
 
 /**
- * One step: skipped when an earlier one failed; a screenshot on success (`shot`, if given) and
- * always on failure (FAILED-<slug>.png), with the page's state and the stack's log tails.
+ * One step. When an earlier one failed, it fails at once (its state is not there): it is
+ * never skipped, so a failure anywhere fails the run and every later step says it did not
+ * run. A screenshot on success (`shot`, if given) and always on failure (FAILED-<slug>.png),
+ * with the page's state and the stack's log tails. The suite's `after` fails the run too when
+ * any step did not run to its end (e.g. filtered out by a name pattern).
  */
 function step(name, slug, shot, fn, timeoutMs = 60_000) {
+  defined.push(name);
   test(name, { timeout: timeoutMs }, async (t) => {
-    if (broken !== null) {
-      t.skip(`an earlier step failed: ${broken}`);
-      return;
-    }
+    if (broken !== null) throw new Error(`not run: an earlier step failed (${broken})`);
     try {
       await fn(t);
       if (shot) await screenshot(page, shot);
+      completed.add(name);
     } catch (e) {
       broken = name;
       await failureReport(slug);
@@ -163,6 +171,9 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     writeOut('timings.txt', table + '\n');
     console.log(`\nTransition times (ms from the action; stack.sh start includes its own wait for /healthz):\n${table}\n`);
     if (browser !== null && browser.consoleErrors.length > 0) writeOut('console-errors.txt', browser.consoleErrors.join('\n') + '\n');
+    // Nothing passes by not running: every step must have run to its end.
+    const notRun = defined.filter((n) => !completed.has(n));
+    assert.deepEqual(notRun, [], `steps that did not run to their end: ${notRun.join(' | ')}`);
   }, { timeout: 120_000 });
 
   step('1. four services HEALTHY, banner live', '01-healthy', '01-healthy', async () => {
@@ -177,7 +188,10 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
       ],
       20_000,
     );
-    assert.equal(await page.locator('[data-testid=service-card]').count(), 4, 'exactly the four cards');
+    // The four simulators and this host's agent, and nothing else (the prober has no targets yet).
+    await waitSel(page, '[data-testid=service-card][data-sample-source=agent]', { timeoutMs: 15_000 });
+    assert.equal(await page.locator('[data-testid=service-card][data-sample-source=agent]').count(), 1, 'one agent card');
+    assert.equal(await page.locator('[data-testid=service-card]:not([data-sample-source=agent])').count(), 4, 'exactly the four simulator cards');
     assert.equal(await page.locator('[data-testid=alert]').count(), 0, 'no alert firing');
     // Figures arrive with the first summaries; the page shows them rather than dashes.
     await waitSel(page, `${card('auth')} [data-testid=last-sample]:text-matches("last sample \\\\d+ s ago")`, { timeoutMs: 10_000 });
@@ -490,5 +504,131 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     }, instance);
     await page.waitForFunction(() => /** @type {any} */ (window).__pwned === 1, null, { timeout: 5000 });
     await pageEval(() => document.getElementById('e2e-control')?.remove());
+  });
+  step('8. the agent card: the host’s figures, and a host panel with per-core bars, load, disk and top processes', '08-agent', '08-agent-host', async () => {
+    const agentCard = '[data-testid=service-card][data-sample-source=agent]';
+    const name = await page.locator(agentCard).first().getAttribute('data-service');
+    assert.ok(name, 'the agent card has a service name');
+    const t0 = performance.now();
+    await waitAll('8 agent', t0, [[`${name} HEALTHY`, `${agentCard}[data-status=HEALTHY]`]], 15_000);
+    // Real figures: CPU and memory are numbers (an agent has them), the host line counts cores.
+    await waitSel(page, `${agentCard} [data-figure=cpu]:text-matches("^\\\\d+\\\\.\\\\d%$")`, { timeoutMs: 10_000 });
+    assert.match(await page.locator(`${agentCard} [data-figure=mem]`).innerText(), /^\d+\.\d%$/);
+    const summary = await page.locator(`${agentCard} [data-testid=host-summary]`).innerText();
+    const cores = Number(/(\d+) cores/.exec(summary)?.[1]);
+    assert.ok(cores >= 1, `the host line counts cores: ${JSON.stringify(summary)}`);
+    await page.locator(`${agentCard} [data-testid=host-button]`).click({ timeout: 5000 });
+    const panel = `[data-testid=host-panel][data-service="${name}"]`;
+    await waitSel(page, panel, { state: 'visible', timeoutMs: 5000 });
+    timings.add('8 agent', 'host panel open', since(t0));
+    assert.equal(await page.locator(`${panel} [data-testid=host-core]`).count(), cores, 'one bar per core');
+    assert.match(await page.locator(`${panel} [data-testid=host-load]`).innerText(), /^\d+\.\d\d \/ \d+\.\d\d \/ \d+\.\d\d$/);
+    assert.match(await page.locator(`${panel} [data-testid=host-disk]`).innerText(), /^(\d+\.\d%|n\/a)$/);
+    assert.ok(Number((await page.locator(`${panel} [data-testid=host-procs]`).innerText()).replace(/,/g, '')) > 0, 'processes counted');
+    // The busiest processes (the first reading may have none: CPU shares need two).
+    await waitSel(page, `${panel} [data-testid=host-proc]`, { timeoutMs: 10_000 });
+    const procs = await page.locator(`${panel} [data-testid=host-proc]`).count();
+    assert.ok(procs >= 1 && procs <= 5, `1-5 top processes: ${procs}`);
+    assert.equal(await pageEval(() => document.querySelectorAll('img').length), 0, 'process names are text');
+    await screenshot(page, '08-agent-host');
+    await page.keyboard.press('Escape');
+    await waitSel(page, panel, { state: 'detached', timeoutMs: 5000 });
+  });
+
+  step('9. a target added from the page: its card, DOWN when its server stops, gone when removed', '09-target', null, async (t) => {
+    const server = await startHttpTarget();
+    const svc = 'e2e-target';
+    const fillForm = async () => {
+      await page.locator('[data-testid=target-service]').fill(svc);
+      await page.locator('[data-testid=target-endpoint]').fill(server.url);
+      await page.locator('[data-testid=target-interval]').fill('500');
+      await page.locator('[data-testid=target-submit]').click({ timeout: 5000 });
+    };
+    const useToken = async (token) => {
+      await page.locator('[data-testid=operator-button]').click({ timeout: 5000 });
+      await page.locator('[data-testid=operator-token]').fill(token);
+      await page.locator('[data-testid=operator-save]').click({ timeout: 5000 });
+      await waitSel(page, '[data-testid=add-target]', { state: 'visible', timeoutMs: 5000 });
+    };
+    try {
+      // Without a token there is no form and no remove button.
+      assert.equal(await page.locator('[data-testid=add-target]').count(), 0, 'no form without a token');
+      assert.equal(await page.locator('[data-testid=remove-button]').count(), 0, 'no remove button without a token');
+
+      // A wrong token: the gateway's 401, said as such; nothing added.
+      await useToken('not-the-operator-token');
+      await fillForm();
+      await waitSel(page, '[data-testid=target-error]:text-matches("operator token was refused")', { timeoutMs: 10_000 });
+      await page.locator('[data-testid=operator-forget]').click({ timeout: 5000 });
+      await waitSel(page, '[data-testid=add-target]', { state: 'detached', timeoutMs: 5000 });
+      // The token is kept in sessionStorage only: not in the URL, not in localStorage.
+      assert.ok(!page.url().includes('token'), `the page URL holds no token: ${page.url()}`);
+
+      await useToken(OPERATOR_TOKEN);
+      const stored = await pageEval(() => ({ session: sessionStorage.getItem('vitals.operator-token.v1'), local: JSON.stringify(localStorage) }));
+      assert.equal(stored.session, OPERATOR_TOKEN, 'held in sessionStorage');
+      assert.ok(!stored.local.includes(OPERATOR_TOKEN), 'not in localStorage');
+      let t0 = performance.now();
+      await fillForm();
+      await waitAll(
+        '9 add target',
+        t0,
+        [
+          ['PUT answered ok', '[data-testid=target-added]'],
+          [`${svc} card`, card(svc)],
+          [`${svc} HEALTHY`, cardWith(svc, 'HEALTHY')],
+          [`${svc} probe ok`, `${card(svc)} [data-testid=probe-result][data-ok=true]`],
+        ],
+        20_000,
+      );
+      assert.equal(await page.locator(`${card(svc)}[data-sample-source=probe]`).count(), 1, 'a probe card');
+      assert.match(await page.locator(`${card(svc)} [data-testid=probe-result]`).innerText(), /HTTP 200/);
+      await waitSel(page, `${card(svc)} [data-testid=apdex]:text-matches("Apdex [01]\\\\.\\\\d\\\\d")`, { timeoutMs: 10_000 });
+      assert.equal(await page.locator(`${card(svc)} [data-figure=cpu]`).innerText(), 'n/a', 'a probe has no CPU: n/a, not 0');
+      assert.ok(server.requests() > 0, 'the prober reached the server');
+      await waitSel(page, `[data-testid=target-count]:text-matches("${svc}")`, { timeoutMs: 5000 });
+      await screenshot(page, '09a-target-added');
+
+      // The server stops: DOWN, with the probe's reason and SERVICE_DOWN listed.
+      t0 = performance.now();
+      await server.stop();
+      await waitAll(
+        '9 target server stopped',
+        t0,
+        [
+          [`${svc} DOWN`, cardWith(svc, 'DOWN')],
+          [`SERVICE_DOWN ${svc} listed`, alertSel('SERVICE_DOWN', svc)],
+          [`${svc} probe failed`, `${card(svc)} [data-testid=probe-result][data-ok=false]`],
+        ],
+        20_000,
+      );
+      const downMs = timings.rows.find((r) => r.step === '9 target server stopped' && r.transition === `${svc} DOWN`)?.ms;
+      t.diagnostic(`server stopped -> ${svc} DOWN on the page: ${downMs} ms (probe interval 500 ms, down_after 2)`);
+      for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} stays HEALTHY`);
+      await screenshot(page, '09b-target-down');
+
+      // Removed from the page: asked once more, DELETE, retired, the card goes.
+      await page.locator(`${card(svc)} [data-testid=remove-button]`).click({ timeout: 5000 });
+      await page.locator(`${card(svc)} [data-testid=remove-confirm]`).click({ timeout: 5000 });
+      t0 = performance.now();
+      await waitAll(
+        '9 target removed',
+        t0,
+        [
+          [`${svc} card gone`, card(svc), 'detached'],
+          [`SERVICE_DOWN ${svc} gone`, alertSel('SERVICE_DOWN', svc), 'detached'],
+        ],
+        20_000,
+      );
+      await page.waitForFunction(
+        (name) => !(document.querySelector('[data-testid=target-count]')?.textContent ?? name).includes(name),
+        svc,
+        { timeout: 5000 },
+      );
+      for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
+      await screenshot(page, '09c-target-removed');
+    } finally {
+      await server.stop();
+    }
   });
 });

@@ -5,6 +5,7 @@
 // does NOT happen), and they say so.
 
 import { execFile, spawn } from 'node:child_process';
+import http from 'node:http';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync, copyFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,17 +22,21 @@ export const PORTS = {
   NATS_PORT: Number(process.env.E2E_NATS_PORT ?? 24222),
   NATS_HTTP_PORT: Number(process.env.E2E_NATS_HTTP_PORT ?? 28222),
   MONITOR_PORT: Number(process.env.E2E_MONITOR_PORT ?? 29100),
+  PROBER_PORT: Number(process.env.E2E_PROBER_PORT ?? 29101),
+  AGENT_PORT: Number(process.env.E2E_AGENT_PORT ?? 29102),
   GATEWAY_PORT: Number(process.env.E2E_GATEWAY_PORT ?? 28080),
   DASHBOARD_PORT: Number(process.env.E2E_DASHBOARD_PORT ?? 25173),
   SIM_PORT_BASE: Number(process.env.E2E_SIM_PORT_BASE ?? 23000),
 };
 export const SERVICES = ['auth', 'billing', 'notifications', 'analytics'];
-export const PARTS = ['nats', 'monitor', 'gateway', ...SERVICES, 'dashboard'];
+export const PARTS = ['nats', 'monitor', 'gateway', ...SERVICES, 'prober', 'agent', 'dashboard'];
 export const simPort = (svc) => PORTS.SIM_PORT_BASE + SERVICES.indexOf(svc) + 1;
 export const DASHBOARD_URL = `http://127.0.0.1:${PORTS.DASHBOARD_PORT}/`;
 export const NATS_URL = `nats://127.0.0.1:${PORTS.NATS_PORT}`;
 /** The simulator role's development password: the same default as scripts/stack.sh. */
 export const SIMULATOR_PASSWORD = process.env.VITALS_SIMULATOR_PASSWORD ?? 'simulator-dev';
+/** The gateway's operator token: the same default as scripts/stack.sh (passed to it as well). */
+export const OPERATOR_TOKEN = process.env.VITALS_OPERATOR_TOKEN ?? 'vitals-operator-dev';
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -122,11 +127,17 @@ export class Stack {
   constructor() {
     this.ownDir = !process.env.VITALS_RUN_DIR;
     this.runDir = process.env.VITALS_RUN_DIR ?? mkdtempSync(join(tmpdir(), 'vitals-e2e-'));
+    // The prober starts with no targets (stack.sh's default file would add a card per
+    // simulator and one for NATS to every step); the test adds its own through the page.
+    this.targetsFile = join(this.runDir, 'e2e-targets.toml');
+    writeFileSync(this.targetsFile, '# scripts/e2e: no file targets; the test adds its own from the page (KV vitals_targets)\n');
     this.env = {
       ...process.env,
       VITALS_RUN_DIR: this.runDir,
       VITALS_PROFILE: 'debug',
       VITALS_NO_BUILD: '1',
+      VITALS_TARGETS: this.targetsFile,
+      VITALS_OPERATOR_TOKEN: OPERATOR_TOKEN,
       ...Object.fromEntries(Object.entries(PORTS).map(([k, v]) => [k, String(v)])),
     };
     delete this.env.VITALS_PARTS;
@@ -139,6 +150,8 @@ export class Stack {
       PORTS.NATS_PORT,
       PORTS.NATS_HTTP_PORT,
       PORTS.MONITOR_PORT,
+      PORTS.PROBER_PORT,
+      PORTS.AGENT_PORT,
       PORTS.GATEWAY_PORT,
       PORTS.DASHBOARD_PORT,
       ...SERVICES.map(simPort),
@@ -251,6 +264,43 @@ export class Stack {
     for (const h of this.extra) h.child.kill('SIGKILL');
     spawnSyncFn(STACK, ['down'], { env: this.env, stdio: 'ignore', timeout: 60_000 });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real HTTP server for the prober to watch
+
+/**
+ * Serves `GET /health` (200, `{"status":"ok"}`) on 127.0.0.1 at a free port. `stop()` closes
+ * the listener and every open connection (a prober's keep-alive connection too), so the next
+ * probe is refused.
+ */
+export async function startHttpTarget() {
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    requests += 1;
+    const ok = req.url === '/health' || req.url?.startsWith('/health?');
+    res.writeHead(ok ? 200 : 404, { 'Content-Type': 'application/json' });
+    res.end(ok ? '{"status":"ok"}' : '{"error":"not found"}');
+  });
+  await new Promise((res, rej) => {
+    server.once('error', rej);
+    server.listen(0, '127.0.0.1', () => res(undefined));
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  let stopped = false;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}/health`,
+    requests: () => requests,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      const closed = new Promise((res) => server.close(() => res(undefined)));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
