@@ -95,6 +95,45 @@ describe('App (server render)', () => {
     conn.stop();
   });
 
+  it('renders probe and agent cards, and the operator form when a token is held', async () => {
+    const { TargetsApi } = await import('./lib/targets.svelte');
+    const { conn, frames } = makeConn(T0);
+    conn.start();
+    const ws = Sock.last!;
+    ws.onopen?.({});
+    const probeFigures = { ...serviceState('x').figures, cpu_pct: undefined, mem_pct: undefined, apdex: 0.5 };
+    ws.onmessage?.({
+      data: JSON.stringify(
+        snapshot(0, [
+          serviceState('pay', { source: 'probe', probe: { ok: false, error: 'connect refused' }, health_url: '', figures: probeFigures }),
+          serviceState('web1', { source: 'agent', health_url: '', host: { cores: [1, 2], load1: 0.1, load5: 0.2, load15: 0.3, procs: 10, top: [] } }),
+        ]),
+      ),
+    });
+    for (const f of frames.splice(0)) f();
+    const session = new Map<string, string>();
+    const targets = new TargetsApi(
+      { apiBase: '', viewerToken: null },
+      { fetch: (() => new Promise(() => {})) as typeof fetch, session: { getItem: (k) => session.get(k) ?? null, setItem: (k, v) => void session.set(k, v), removeItem: (k) => void session.delete(k) } },
+    );
+    const without = render(App, { props: { conn, targets } }).body;
+    expect(without).toContain('data-testid="operator-button"');
+    expect(without).not.toContain('data-testid="add-target"');
+    expect(without).not.toContain('data-testid="remove-button"');
+    targets.setToken('op');
+    const body = render(App, { props: { conn, targets } }).body;
+    expect(body).toContain('data-testid="add-target"');
+    expect(body).toContain('data-state="held"');
+    expect(body).not.toContain('op<'); // the token itself is never rendered
+    expect(body).toMatch(/data-service="pay"[^>]*data-sample-source="probe"/);
+    expect(body).toMatch(/data-figure="cpu"[^>]*>n\/a</);
+    expect(body).toContain('connect refused');
+    expect(body).toContain('data-testid="remove-button"');
+    expect(body).toMatch(/data-service="web1"[^>]*data-sample-source="agent"/);
+    expect(body).toContain('data-testid="host-button"');
+    conn.stop();
+  });
+
   it('renders while connecting', () => {
     const { conn } = makeConn(T0);
     conn.start();
