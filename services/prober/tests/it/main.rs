@@ -1,0 +1,1 @@
+//! Prober integration tests.
