@@ -27,6 +27,8 @@ const SIM_ANALYTICS: (&str, &str) = ("sim-analytics", "sim-analytics-dev");
 const MONITOR: (&str, &str) = ("monitor", "monitor-dev");
 const GATEWAY: (&str, &str) = ("gateway", "gateway-dev");
 const OPERATOR: (&str, &str) = ("operator", "operator-dev");
+const PROBER: (&str, &str) = ("prober", "prober-dev");
+const AGENT: (&str, &str) = ("agent", "agent-dev");
 const VIEWER: (&str, &str) = ("viewer", "viewer");
 
 /// How long "nothing arrived" is watched for, after the server has already refused.
@@ -495,6 +497,94 @@ async fn only_the_operator_and_the_gateway_send_retire() -> Result<()> {
         conn.clean()?;
     }
     monitor.clean()?;
+    Ok(())
+}
+
+/// Sources publish samples; only the prober may also retire (a removed target's service),
+/// and neither touches health.> or the monitor's JetStream state.
+#[tokio::test]
+async fn the_prober_and_the_agent_publish_samples_and_nothing_else() -> Result<()> {
+    let nats = server()?;
+    let operator = connect(&nats, Some(OPERATOR)).await?;
+    let mut samples = subscribe(&operator, "metrics.>").await?;
+    let mut monitor_side = subscribe(&operator, "health.>").await?;
+    for user in [PROBER, AGENT] {
+        let conn = connect(&nats, Some(user)).await?;
+        conn.client.publish("metrics.web-1", "{}".into()).await?;
+        let msg = next_within(&mut samples, SOON).await?;
+        assert_eq!(msg.subject.as_str(), "metrics.web-1");
+        for subject in [
+            "health.status.web-1",
+            "health.alert.web-1",
+            "chaos.web-1",
+            "$KV.health_status.web-1",
+            "$JS.API.STREAM.DELETE.KV_health_status",
+            "$JS.API.STREAM.CREATE.HEALTH_EVENTS",
+        ] {
+            conn.publish_denied(subject).await?;
+        }
+        nothing_arrives(&mut monitor_side, &format!("{} health.*", conn.who)).await?;
+    }
+    let agent = connect(&nats, Some(AGENT)).await?;
+    agent.publish_denied("health.retire").await?;
+    agent.publish_denied("$KV.vitals_targets.web-1").await?;
+    let prober = connect(&nats, Some(PROBER)).await?;
+    prober
+        .client
+        .publish("health.retire", "{\"service\":\"x\"}".into())
+        .await?;
+    let msg = next_within(&mut monitor_side, SOON).await?;
+    assert_eq!(msg.subject.as_str(), "health.retire");
+    prober.clean()?;
+    Ok(())
+}
+
+/// KV vitals_targets: the prober and the gateway create and write it, the operator edits
+/// it by hand, everyone else can at most read it.
+#[tokio::test]
+async fn targets_are_written_by_the_prober_the_gateway_and_the_operator_only() -> Result<()> {
+    let nats = server()?;
+    let gateway = connect(&nats, Some(GATEWAY)).await?;
+    let kv =
+        vitals_runtime::targets::targets_bucket(&jetstream::new(gateway.client.clone())).await?;
+    kv.put("from-gateway", "{}".into()).await?;
+    let prober = connect(&nats, Some(PROBER)).await?;
+    let pkv =
+        vitals_runtime::targets::targets_bucket(&jetstream::new(prober.client.clone())).await?;
+    pkv.put("from-prober", "{}".into()).await?;
+    let mut watch = pkv.watch_with_history(">").await?;
+    let operator = connect(&nats, Some(OPERATOR)).await?;
+    let okv = jetstream::new(operator.client.clone())
+        .get_key_value("vitals_targets")
+        .await?;
+    okv.put("from-operator", "{}".into()).await?;
+    okv.delete("from-gateway").await?;
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let entry = next_within(&mut watch, SOON).await??;
+        seen.push((entry.key, entry.operation));
+    }
+    assert!(
+        seen.contains(&("from-operator".to_owned(), jetstream::kv::Operation::Put))
+            && seen.contains(&("from-gateway".to_owned(), jetstream::kv::Operation::Delete)),
+        "{seen:?}"
+    );
+    for user in [None, Some(VIEWER), Some(SIMULATOR), Some(AGENT)] {
+        let conn = connect(&nats, user).await?;
+        conn.publish_denied("$KV.vitals_targets.x").await?;
+        conn.publish_denied("$JS.API.STREAM.DELETE.KV_vitals_targets")
+            .await?;
+    }
+    // The monitor owns JetStream ($JS.API.>) but writes only its own bucket.
+    connect(&nats, Some(MONITOR))
+        .await?
+        .publish_denied("$KV.vitals_targets.x")
+        .await?;
+    for conn in [&gateway, &prober, &operator] {
+        conn.publish_denied("$JS.API.STREAM.DELETE.KV_vitals_targets")
+            .await?;
+        conn.forget_errors();
+    }
     Ok(())
 }
 
