@@ -31,7 +31,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMS = {"auth": 3001, "billing": 3002, "notifications": 3003, "analytics": 3004}
-ROLES = ("monitor", "gateway", "simulator", "operator")
+ROLES = ("monitor", "gateway", "simulator", "operator", "prober", "agent")
+# Ports of the parts the contract leaves to us (docs/PROTOCOL.md "Ports").
+OUR_PORTS = {"prober": 9101, "agent": 9102}
 # One NATS user per simulated service; `simulator` (any service) is a development shortcut.
 SIM_USERS = {s: f"sim-{s}" for s in SIMS}
 
@@ -94,7 +96,7 @@ def load_compose() -> tuple[dict, dict]:
 
 def check_services(model: dict) -> None:
     services = model["services"]
-    expected = {"nats", "monitor", "gateway", "frontend", "nats-box", *SIMS}
+    expected = {"nats", "monitor", "gateway", "frontend", "nats-box", "prober", "agent", *SIMS}
     check(set(services) == expected, "compose services are " + ", ".join(sorted(expected)),
           f"got {sorted(services)}")
     for name, svc in sorted(services.items()):
@@ -122,6 +124,14 @@ def check_services(model: dict) -> None:
         check(env.get("SERVICE") == sim and env.get("HTTP_ADDR") == f"0.0.0.0:{port}"
               and env.get("PUBLIC_URL") == f"http://localhost:{port}",
               f"{sim}: SERVICE, HTTP_ADDR 0.0.0.0:{port}, PUBLIC_URL http://localhost:{port}", json.dumps(env))
+    prober = services["prober"]
+    check(any(v.get("target") == prober["environment"].get("PROBER_TARGETS")
+              and v.get("source", "").endswith("targets.compose.toml") and v.get("read_only")
+              for v in prober.get("volumes", [])),
+          "prober: reads config/targets.compose.toml (read-only) as PROBER_TARGETS")
+    check((ROOT / "config" / "targets.compose.toml").exists(), "config/targets.compose.toml exists")
+    check(services["agent"].get("pid") == "host", "agent: in the host's PID namespace")
+    check(bool(services["gateway"]["environment"].get("VITALS_OPERATOR_TOKEN")), "gateway: has an operator token")
     origins = ",".join(services["gateway"].get("command") or [])
     for o in ("http://localhost:5173", "http://127.0.0.1:5173", "http://localhost:8080", "http://127.0.0.1:8080"):
         check(o in origins, f"gateway: --allowed-origins has {o}")
@@ -222,10 +232,16 @@ def check_ports(model: dict) -> None:
                              ("simulator", "services/simulator/src/config.rs", "auth")):
         port = binary_default_port(binary, src)
         check(port == c.get(key), f"{binary}: built-in --http-addr port {port} = contract {key} {c.get(key)}")
+    docs_ports = re.search(r"## Ports\n(.*?)\n## ", read("docs/PROTOCOL.md"), re.S)
+    for binary, port in OUR_PORTS.items():
+        got = binary_default_port(binary, f"services/{binary}/src/config.rs")
+        check(got == port, f"{binary}: built-in --http-addr port {got} = {port}")
+        check(bool(docs_ports) and f"{binary} {port}" in docs_ports.group(1), f"docs/PROTOCOL.md ports: {binary} {port}")
 
     expect = {"nats": {(c["nats"], c["nats"]), (c["nats-monitoring"], c["nats-monitoring"])},
               "monitor": {(c["monitor"], c["monitor"])}, "gateway": {(c["gateway"], c["gateway"])},
-              "frontend": {(c["dashboard"], c["dashboard"])}}
+              "frontend": {(c["dashboard"], c["dashboard"])},
+              **{b: {(p, p)} for b, p in OUR_PORTS.items()}}
     expect.update({s: {(p, p)} for s, p in SIMS.items()})
     for svc, ports in expect.items():
         got = published(model, svc)
@@ -233,13 +249,16 @@ def check_ports(model: dict) -> None:
     env = model["services"]
     check(env["monitor"]["environment"].get("MONITOR_HTTP_ADDR") == f"0.0.0.0:{c['monitor']}", "compose monitor listens on its port")
     check(env["gateway"]["environment"].get("GATEWAY_HTTP_ADDR") == f"0.0.0.0:{c['gateway']}", "compose gateway listens on its port")
-    for svc in ("monitor", "gateway", *SIMS):
+    for b, p in OUR_PORTS.items():
+        check(env[b]["environment"].get(f"{b.upper()}_HTTP_ADDR") == f"0.0.0.0:{p}", f"compose {b} listens on its port")
+    for svc in ("monitor", "gateway", *OUR_PORTS, *SIMS):
         check(env[svc]["environment"].get("NATS_URL") == f"nats://nats:{c['nats']}", f"compose {svc}: NATS_URL nats://nats:{c['nats']}")
 
     stack = read("scripts/stack.sh")
     defaults = dict(re.findall(r'(?m)^(\w+_PORT(?:_BASE)?)="\$\{\1:-(\d+)\}"', stack))
     for var, port in (("NATS_PORT", c["nats"]), ("NATS_HTTP_PORT", c["nats-monitoring"]), ("MONITOR_PORT", c["monitor"]),
-                      ("GATEWAY_PORT", c["gateway"]), ("DASHBOARD_PORT", c["dashboard"])):
+                      ("GATEWAY_PORT", c["gateway"]), ("DASHBOARD_PORT", c["dashboard"]),
+                      ("PROBER_PORT", OUR_PORTS["prober"]), ("AGENT_PORT", OUR_PORTS["agent"])):
         check(defaults.get(var) == str(port), f"stack.sh {var} defaults to {port}", f"got {defaults.get(var)}")
     sims = re.search(r"(?m)^SIMS=\(([^)]*)\)", stack)
     base = int(defaults.get("SIM_PORT_BASE", "0"))
@@ -259,7 +278,8 @@ def check_ports(model: dict) -> None:
     check(f"EXPOSE {c['dashboard']}" in front and f"127.0.0.1:{c['dashboard']}/healthz" in front,
           f"frontend image exposes and probes {c['dashboard']}")
     rust = read("services/Dockerfile")
-    for stage, port in (("monitor", c["monitor"]), ("gateway", c["gateway"]), ("simulator", c["auth"])):
+    for stage, port in (("monitor", c["monitor"]), ("gateway", c["gateway"]), ("simulator", c["auth"]),
+                        *OUR_PORTS.items()):
         block = rust.split(f"AS {stage}\n", 1)[-1].split("\nFROM", 1)[0]
         check(f"EXPOSE {port}" in block, f"services/Dockerfile {stage}: EXPOSE {port}")
 
@@ -296,7 +316,7 @@ def check_users(model: dict) -> None:
     check(bool(m) and m.group(1) == "viewer", "nats.conf: no_auth_user is viewer")
 
     svc = model["services"]
-    logins = {"monitor": "monitor", "gateway": "gateway", **SIM_USERS}
+    logins = {"monitor": "monitor", "gateway": "gateway", "prober": "prober", "agent": "agent", **SIM_USERS}
     for name, role in logins.items():
         env = svc[name]["environment"]
         check(env.get("NATS_USER") == role and env.get("NATS_PASSWORD") == users.get(role),
@@ -305,11 +325,11 @@ def check_users(model: dict) -> None:
           "compose nats-box: operator password = nats.conf")
 
     stack = read("scripts/stack.sh")
-    for role in ("monitor", "gateway", *SIM_USERS.values()):
+    for role in ("monitor", "gateway", "prober", "agent", *SIM_USERS.values()):
         var = f"VITALS_{role.upper().replace('-', '_')}_PASSWORD"
         m = re.search(rf'\$\{{{var}:-([^}}]*)\}}', stack)
         check(bool(m) and m.group(1) == users.get(role), f"stack.sh: {role} password defaults to nats.conf's")
-    for role in ("monitor", "gateway"):
+    for role in ("monitor", "gateway", "prober", "agent"):
         check(re.search(rf"login {role} ", stack) is not None, f"stack.sh: {role} part logs in as {role}")
     check('login "sim-$name" "$(sim_password "$name")"' in stack
           and all(re.search(rf'{s}\) echo "\$SIM_{s.upper()}_PASSWORD"', stack) for s in SIMS),
