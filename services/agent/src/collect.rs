@@ -23,8 +23,8 @@ pub struct Collector {
 }
 
 fn process_kind() -> ProcessRefreshKind {
-    // `without_tasks`: on Linux threads are listed as processes unless told otherwise;
-    // they are neither counted in `procs` nor worth reading one by one.
+    // `without_tasks`: on Linux a process's threads are listed as processes unless told
+    // otherwise; they are neither counted in `procs` nor worth reading one by one.
     ProcessRefreshKind::nothing()
         .with_cpu()
         .with_memory()
@@ -104,7 +104,9 @@ impl Collector {
         let procs = self.sys.processes();
         let candidates: Vec<Candidate> = procs
             .values()
-            .filter(|p| p.thread_kind().is_none())
+            // Kernel threads are /proc entries (and `top` tasks) like any process; only
+            // userland threads, listed with tasks, are not processes.
+            .filter(|p| p.thread_kind() != Some(sysinfo::ThreadKind::Userland))
             .map(|p| Candidate {
                 pid: p.pid().as_u32(),
                 cpu_pct: f64::from(p.cpu_usage()),

@@ -21,10 +21,11 @@ pub const MIN_INTERVAL_MS: u64 = 100;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "agent", version, about)]
 pub struct Config {
-    /// The service name this host is published as [default: the host name, lower-cased,
-    /// each character outside a-z 0-9 _ - replaced by '-', trimmed, cut to 63].
-    #[arg(long, env = "AGENT_SERVICE", value_name = "NAME", value_parser = parse_name)]
-    pub service: Option<ServiceName>,
+    /// The service name this host is published as (^[a-z0-9][a-z0-9_-]{0,62}$) [default,
+    /// also when empty: the host name, lower-cased, each character outside a-z 0-9 _ -
+    /// replaced by '-', trimmed, cut to 63].
+    #[arg(long, env = "AGENT_SERVICE", value_name = "NAME")]
+    pub service: Option<String>,
 
     /// Milliseconds between two samples.
     #[arg(long, env = "AGENT_INTERVAL_MS", default_value_t = 1000,
@@ -71,8 +72,13 @@ pub struct Settings {
 
 impl Config {
     pub fn resolve(self) -> Result<Settings, ConfigError> {
-        let service = match self.service {
-            Some(name) => name,
+        // Empty counts as absent, so `AGENT_SERVICE=` in a compose file means the default.
+        let service = match self.service.as_deref().filter(|s| !s.is_empty()) {
+            Some(raw) => ServiceName::parse(raw).map_err(|e| {
+                ConfigError(format!(
+                    "--service {raw:?}: {e} (the rule is ^[a-z0-9][a-z0-9_-]{{0,62}}$)"
+                ))
+            })?,
             None => {
                 service_from_host(sysinfo::System::host_name().as_deref()).map_err(ConfigError)?
             }
@@ -112,10 +118,6 @@ fn parse_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, ConfigError>
         .map_err(|e| ConfigError(format!("--nats-url {list:?}: {e}")))
 }
 
-fn parse_name(raw: &str) -> Result<ServiceName, String> {
-    ServiceName::parse(raw).map_err(|e| format!("{e} (the rule is ^[a-z0-9][a-z0-9_-]{{0,62}}$)"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,20 +137,22 @@ mod tests {
     }
 
     #[test]
-    fn the_host_name_is_the_default_service() {
+    fn the_host_name_is_the_default_service_also_when_empty() {
         // Whatever this machine is called, it resolves or is refused with a reason.
-        match parse(&[]).unwrap().resolve() {
-            Ok(s) => assert!(ServiceName::parse(s.service.as_str()).is_ok()),
-            Err(e) => assert!(e.to_string().contains("--service"), "{e}"),
+        let from_host = service_from_host(sysinfo::System::host_name().as_deref());
+        for args in [&[][..], &["--service", ""]] {
+            match (parse(args).unwrap().resolve(), &from_host) {
+                (Ok(s), Ok(want)) => assert_eq!(&s.service, want),
+                (Err(e), Err(_)) => assert!(e.to_string().contains("--service"), "{e}"),
+                (got, want) => panic!("{got:?} vs {want:?}"),
+            }
         }
     }
 
     #[test]
     fn refuses_bad_flags_with_exit_2() {
         for args in [
-            &["--service", "Web.1"][..],
-            &["--service", ""],
-            &["--service", "a", "--interval-ms", "99"],
+            &["--service", "a", "--interval-ms", "99"][..],
             &["--service", "a", "--interval-ms", "3600001"],
             &["--service", "a", "--http-addr", "nowhere"],
         ] {
@@ -156,7 +160,9 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{args:?}");
         }
         for args in [
-            &["--service", "a", "--instance", "has space"][..],
+            &["--service", "Web.1"][..],
+            &["--service=-web"],
+            &["--service", "a", "--instance", "has space"],
             &["--service", "a", "--instance", "\u{200B}"],
             &["--service", "a", "--nats-url", "nats://a:1,::bad::"],
             &["--service", "a", "--nats-user", "agent"],
