@@ -7,15 +7,15 @@ use vitals_testkit::{ChildProc, NatsServer, SOON, metric_sum, wait_until};
 use crate::support::{Agent, next_sample, sample_where, subscribe};
 
 async fn stops_with_a_stopping_sample(signal: Signal) {
-    let nats = NatsServer::start().unwrap();
-    let client = nats.client().await.unwrap();
+    let nats = NatsServer::start().expect("setup");
+    let client = nats.client().await.expect("setup");
     let mut sub = subscribe(&client, "stop-host").await;
     let mut agent = Agent::start(
         &nats.url(),
         &["--service", "stop-host", "--interval-ms", "200"],
     )
     .await
-    .unwrap();
+    .expect("setup");
     let first = next_sample(&mut sub).await;
     assert_eq!(first.seq, 1, "a drawn instance starts at seq 1");
     assert!(
@@ -25,11 +25,11 @@ async fn stops_with_a_stopping_sample(signal: Signal) {
     );
     assert!(!first.stopping);
 
-    agent.proc.signal(signal).unwrap();
+    agent.proc.signal(signal).expect("signal");
     let last = sample_where(&mut sub, "stopping", |s| s.stopping).await;
     assert_eq!(last.instance, first.instance);
     assert!(last.host.is_some(), "the last sample has figures too");
-    let status = agent.proc.wait_exit(SOON).await.unwrap();
+    let status = agent.proc.wait_exit(SOON).await.expect("exit");
     assert_eq!(status.code(), Some(0), "{}", agent.proc.logs());
 }
 
@@ -45,7 +45,9 @@ async fn sigint_is_a_graceful_stop_too() {
 
 #[tokio::test]
 async fn a_refused_configuration_exits_2_with_the_reason() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (args, env, what the output must say)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         (&["--service", "Web.1"], &[], "^[a-z0-9][a-z0-9_-]{0,62}$"),
         (&["--service", &"a".repeat(64)], &[], "at most 63"),
         (&[], &[("AGENT_SERVICE", "no spaces")], "may only contain"),

@@ -92,7 +92,8 @@ pub async fn sample_where(
 
 /// A running monitor and its HTTP address.
 pub struct Monitor {
-    pub proc: ChildProc,
+    /// Held so the process lives as long as the test (killed on drop).
+    _proc: ChildProc,
     pub http: SocketAddr,
     _rules: tempfile::NamedTempFile,
 }
@@ -120,7 +121,7 @@ impl Monitor {
         let http = proc.http_addr().await?;
         proc.wait_for_log("monitor running", SOON).await?;
         Ok(Self {
-            proc,
+            _proc: proc,
             http,
             _rules: rules,
         })
