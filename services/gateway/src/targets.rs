@@ -85,13 +85,26 @@ pub async fn list(State(s): State<Arc<AppState>>) -> Response {
             continue; // deleted meanwhile
         };
         match Target::from_json(&key, &value) {
-            Ok(t) => targets.push(t),
+            Ok(t) => targets.push(redacted(t)),
             Err(e) => refused.push(json!({ "service": key, "error": e.to_string() })),
         }
     }
     s.metrics.target("list", "ok");
     Json(json!({ "targets": targets, "refused": refused, "truncated": truncated })).into_response()
 }
+
+/// Header values may hold credentials for the probed service (an `Authorization`): whoever
+/// may read the API sees their names only. `nats kv get` (operator) shows the values.
+fn redacted(mut t: Target) -> Target {
+    if let Some(headers) = t.headers.as_mut() {
+        for value in headers.values_mut() {
+            *value = REDACTED.to_owned();
+        }
+    }
+    t
+}
+
+const REDACTED: &str = "<redacted>";
 
 /// `PUT /api/targets/<service>`: validates the body and writes it.
 pub async fn put(
@@ -129,7 +142,7 @@ pub async fn put(
     }
     s.metrics.target("put", "ok");
     tracing::info!(service = %service, endpoint = target.endpoint(), "target written");
-    Json(json!({ "ok": true, "service": service, "target": target })).into_response()
+    Json(json!({ "ok": true, "service": service, "target": redacted(target) })).into_response()
 }
 
 /// `DELETE /api/targets/<service>`: the prober stops probing it and retires the service.
@@ -185,6 +198,19 @@ pub async fn remove(
 #[cfg(test)]
 mod tests {
     use vitals_protocol::Target;
+
+    use super::{REDACTED, redacted};
+
+    #[test]
+    fn header_values_are_not_shown() {
+        let t = Target::from_json(
+            "pay",
+            br#"{"kind":"http","url":"http://x","headers":{"Authorization":"Bearer s3cret"}}"#,
+        )
+        .unwrap();
+        let shown = redacted(t);
+        assert_eq!(shown.headers.unwrap()["Authorization"], REDACTED);
+    }
 
     /// The API stores what it validated, service included, so the prober's check of the
     /// same bytes under the same key passes.
