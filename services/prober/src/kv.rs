@@ -115,19 +115,26 @@ async fn watch(
     refusals: &mut RefusalLog,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let status = store.status().await.context("KV vitals_targets status")?;
+    // Fresh from the server (`Store::status` is the info cached when it was opened).
+    let messages = store
+        .stream
+        .get_info()
+        .await
+        .context("KV vitals_targets info")?
+        .state
+        .messages;
     let mut watch = store
         .watch_with_history(">")
         .await
         .context("watching KV vitals_targets")?;
     // Until the current values are read, the keys seen; then None.
     let mut initial: Option<HashSet<ServiceName>> = Some(HashSet::new());
-    if status.values() == 0 {
+    if messages == 0 {
         send(updates, Update::Present(HashSet::new())).await?;
         initial = None;
     }
     metrics.kv_ready.set(1);
-    tracing::info!(values = status.values(), "watching KV vitals_targets");
+    tracing::info!(messages, "watching KV vitals_targets");
     loop {
         let entry = tokio::select! {
             e = watch.next() => e,

@@ -232,15 +232,21 @@ async fn probe_loop<R: Runner, S: Sink>(
         };
         let ts_ms = ctx.clock.now_ms();
         let started = Instant::now();
-        let outcome = {
+        let timeout_ms = timeout.as_secs_f64() * 1000.0;
+        let mut outcome = {
             let _in_flight = InFlight::new(&ctx.metrics);
             tokio::select! {
                 o = tokio::time::timeout(timeout, ctx.runner.probe(&target, timeout)) => o.unwrap_or_else(|_| {
-                    Outcome::failed(timeout.as_secs_f64() * 1000.0, Failure::Timeout)
+                    Outcome::failed(timeout_ms, Failure::Timeout)
                 }),
                 () = stop.cancelled() => return,
             }
         };
+        // Whichever timer saw it first (the request's own or this one), a timeout took
+        // the timeout.
+        if outcome.failure == Some(Failure::Timeout) {
+            outcome.latency_ms = timeout_ms;
+        }
         drop(slot);
         ctx.metrics
             .probed(outcome.failure, started.elapsed().as_secs_f64());
