@@ -123,6 +123,13 @@ async function waitAll(stepName, t0, entries, timeoutMs) {
 
 const pageEval = (fn, arg) => page.evaluate(fn, arg);
 
+/**
+ * The firing alerts of the simulated services. The agent's card is this host's real
+ * figures, so it may have a HIGH_CPU of its own on a busy machine: not counted here.
+ */
+const simAlerts = () =>
+  pageEval((names) => [...document.querySelectorAll('[data-testid=alert]')].filter((a) => names.includes(a.getAttribute('data-service') ?? '')).length, SERVICES);
+
 /** Layout sanity: in every card, the five figures stay apart and inside the card. */
 async function assertCardLayout() {
   const problems = await pageEval(() => {
@@ -192,7 +199,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     await waitSel(page, '[data-testid=service-card][data-sample-source=agent]', { timeoutMs: 15_000 });
     assert.equal(await page.locator('[data-testid=service-card][data-sample-source=agent]').count(), 1, 'one agent card');
     assert.equal(await page.locator('[data-testid=service-card]:not([data-sample-source=agent])').count(), 4, 'exactly the four simulator cards');
-    assert.equal(await page.locator('[data-testid=alert]').count(), 0, 'no alert firing');
+    assert.equal(await simAlerts(), 0, 'no simulator alert firing');
     // Figures arrive with the first summaries; the page shows them rather than dashes.
     await waitSel(page, `${card('auth')} [data-testid=last-sample]:text-matches("last sample \\\\d+ s ago")`, { timeoutMs: 10_000 });
     for (const s of SERVICES) {
@@ -234,7 +241,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
       assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} stays HEALTHY`);
       assert.ok(await page.locator(`${card(s)} [data-testid=data-button]`).isEnabled(), `${s} data button enabled`);
     }
-    assert.equal(await page.locator('[data-testid=alert]').count(), 1, 'only billing’s alert');
+    assert.equal(await simAlerts(), 1, 'only billing’s alert');
     await stack.waitGone(pid);
   });
 
@@ -510,7 +517,9 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     const name = await page.locator(agentCard).first().getAttribute('data-service');
     assert.ok(name, 'the agent card has a service name');
     const t0 = performance.now();
-    await waitAll('8 agent', t0, [[`${name} HEALTHY`, `${agentCard}[data-status=HEALTHY]`]], 15_000);
+    // Its status is the monitor's word on this host's real figures (a busy machine may be
+    // DEGRADED by HIGH_CPU), so it is only required to be reporting.
+    await waitAll('8 agent', t0, [[`${name} reporting`, `${agentCard}:is([data-status=HEALTHY], [data-status=DEGRADED])`]], 15_000);
     // Real figures: CPU and memory are numbers (an agent has them), the host line counts cores.
     await waitSel(page, `${agentCard} [data-figure=cpu]:text-matches("^\\\\d+\\\\.\\\\d%$")`, { timeoutMs: 10_000 });
     assert.match(await page.locator(`${agentCard} [data-figure=mem]`).innerText(), /^\d+\.\d%$/);
@@ -586,7 +595,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
       await waitSel(page, `${card(svc)} [data-testid=apdex]:text-matches("Apdex [01]\\\\.\\\\d\\\\d")`, { timeoutMs: 10_000 });
       assert.equal(await page.locator(`${card(svc)} [data-figure=cpu]`).innerText(), 'n/a', 'a probe has no CPU: n/a, not 0');
       assert.ok(server.requests() > 0, 'the prober reached the server');
-      await waitSel(page, `[data-testid=target-count]:text-matches("${svc}")`, { timeoutMs: 5000 });
+      await waitSel(page, `[data-testid=target-count]:has-text("${svc}")`, { timeoutMs: 5000 });
       await screenshot(page, '09a-target-added');
 
       // The server stops: DOWN, with the probe's reason and SERVICE_DOWN listed.
