@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use vitals_protocol::source::MAX_CERT_WARN_DAYS;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9101";
@@ -59,7 +61,7 @@ pub struct Settings {
     pub max_inflight: usize,
     pub cert_warn_days: u32,
     /// The extra roots, DER, read from `--ca-file`.
-    pub extra_roots: Vec<reqwest::Certificate>,
+    pub extra_roots: Vec<CertificateDer<'static>>,
     pub instance: String,
 }
 
@@ -102,16 +104,14 @@ impl Config {
     }
 }
 
-fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| ConfigError(format!("--ca-file {}: {e}", path.display())))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| ConfigError(format!("--ca-file {}: {e}", path.display())))?;
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bad = |e: String| ConfigError(format!("--ca-file {}: {e}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
-        return Err(ConfigError(format!(
-            "--ca-file {}: no PEM certificate in it",
-            path.display()
-        )));
+        return Err(bad("no PEM certificate in it".into()));
     }
     Ok(certs)
 }

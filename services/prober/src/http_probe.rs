@@ -1,12 +1,21 @@
-//! One HTTP(S) probe: a request on a fresh connection (no pool, so each probe measures and
-//! checks the whole path: DNS, connect, TLS, response), redirects not followed (a 3xx is
-//! judged by `expect_status`), at most [`MAX_BODY`] of the body read for `body_contains`.
+//! One HTTP(S) probe, step by step on a fresh connection: resolve, connect, TLS (rustls:
+//! the platform's roots plus `--ca-file`), one HTTP/1.1 request, at most [`MAX_BODY`] of
+//! the body. Each step fails with its own word; redirects are not followed (a 3xx is
+//! judged by `expect_status`); there is no pool, so every probe checks the whole path.
 
-use std::error::Error as _;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper::header::{HOST, HeaderName, HeaderValue, USER_AGENT};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use vitals_protocol::target::HttpMethod;
 use vitals_protocol::{MAX_JSON_INT, Target};
@@ -15,56 +24,116 @@ use crate::sample::{Failure, Outcome};
 
 /// Most body bytes read to look for `body_contains`.
 pub const MAX_BODY: usize = 64 * 1024;
+const AGENT: &str = concat!("vitals-prober/", env!("CARGO_PKG_VERSION"));
 
-/// One client for every HTTP target: rustls with the platform's roots plus `extra_roots`.
+/// What every HTTP target shares: the TLS settings.
 #[derive(Clone)]
 pub struct HttpProber {
-    client: reqwest::Client,
+    tls: tokio_rustls::TlsConnector,
 }
 
 impl HttpProber {
-    pub fn new(extra_roots: Vec<reqwest::Certificate>) -> anyhow::Result<Self> {
-        // reqwest is built without its own provider (aws-lc-rs); ring is the one already
-        // linked for NATS. Installing twice (tests, several runs) is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_info(true)
-            .tls_certs_merge(extra_roots)
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("vitals-prober/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Self { client })
+    /// The platform's roots (`rustls-native-certs`: the OS store, or `SSL_CERT_FILE`/
+    /// `SSL_CERT_DIR`) plus `extra_roots`.
+    pub fn new(extra_roots: Vec<CertificateDer<'static>>) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        if !native.errors.is_empty() || ignored > 0 {
+            tracing::warn!(errors = ?native.errors, ignored, "some platform root certificates could not be read");
+        }
+        for cert in extra_roots {
+            roots
+                .add(cert)
+                .context("a --ca-file certificate is not a usable root")?;
+        }
+        tracing::info!(
+            platform_roots = added,
+            total_roots = roots.len(),
+            "TLS roots loaded"
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
     }
 
-    /// Probes `target` (kind `http`). The caller bounds it with the target's timeout;
-    /// `timeout` is also given to the request so its connection is dropped with it.
-    pub async fn probe(&self, target: &Target, timeout: Duration) -> Outcome {
+    /// Probes `target` (kind `http`). The caller bounds it with the target's timeout:
+    /// dropping this future drops the connection.
+    pub async fn probe(&self, target: &Target, _timeout: Duration) -> Outcome {
         let start = Instant::now();
         let elapsed_ms = || start.elapsed().as_secs_f64() * 1000.0;
-        let method = match target.method() {
-            HttpMethod::Get => reqwest::Method::GET,
-            HttpMethod::Head => reqwest::Method::HEAD,
+        let failed = |f: Failure| Outcome::failed(elapsed_ms(), f);
+        let Some(url) = target.url.as_deref().and_then(Url::parse) else {
+            return failed(Failure::Protocol);
         };
-        let mut request = self
-            .client
-            .request(method, target.url.as_deref().unwrap_or_default())
-            .timeout(timeout);
-        for (name, value) in target.headers.iter().flatten() {
-            request = request.header(name, value);
+        let tcp = match connect(url.host, url.port).await {
+            Ok(s) => s,
+            Err(f) => return failed(f),
+        };
+        if !url.tls {
+            return self.exchange(target, &url, tcp, None, start).await;
         }
-        let mut response = match request.send().await {
+        let name = match ServerName::try_from(url.host.to_owned()) {
+            Ok(n) => n,
+            Err(_) => return failed(Failure::Tls),
+        };
+        match self.tls.connect(name, tcp).await {
+            Ok(stream) => {
+                let cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| not_after_ms(leaf));
+                self.exchange(target, &url, stream, cert, start).await
+            }
+            Err(e) => failed(classify_tls(&e)),
+        }
+    }
+
+    /// The request and response on an open connection.
+    async fn exchange<S>(
+        &self,
+        target: &Target,
+        url: &Url<'_>,
+        stream: S,
+        cert_expires_ms: Option<u64>,
+        start: Instant,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let elapsed_ms = || start.elapsed().as_secs_f64() * 1000.0;
+        let failed = |f: Failure| Outcome {
+            cert_expires_ms,
+            ..Outcome::failed(elapsed_ms(), f)
+        };
+        let request = match build_request(target, url) {
+            Some(r) => r,
+            None => return failed(Failure::Protocol),
+        };
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok(pair) => pair,
+                Err(e) => return failed(classify_hyper(&e)),
+            };
+        // The connection runs beside the exchange and goes with it (timeout included).
+        let _conn = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let response = match sender.send_request(request).await {
             Ok(r) => r,
-            Err(e) => return Outcome::failed(elapsed_ms(), classify(&e)),
+            Err(e) => return failed(classify_hyper(&e)),
         };
         let latency_ms = elapsed_ms();
         let code = response.status().as_u16();
-        let cert_expires_ms = response
-            .extensions()
-            .get::<reqwest::tls::TlsInfo>()
-            .and_then(reqwest::tls::TlsInfo::peer_certificate)
-            .and_then(not_after_ms);
         let mut outcome = Outcome {
             latency_ms,
             status_code: Some(code),
@@ -74,29 +143,128 @@ impl HttpProber {
         if !target.status_ok(code) {
             outcome.failure = Some(Failure::Status(code));
         } else if let Some(needle) = &target.body_contains {
-            outcome.failure = match read_prefix(&mut response, MAX_BODY).await {
+            outcome.failure = match read_prefix(response.into_body(), MAX_BODY).await {
                 Ok(body) if contains(&body, needle.as_bytes()) => None,
                 Ok(_) => Some(Failure::BodyMismatch),
-                Err(e) => Some(classify(&e)),
+                Err(e) => Some(classify_hyper(&e)),
             };
         }
         outcome
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The parts of a target URL a probe needs (the protocol already checked its form).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Url<'a> {
+    pub tls: bool,
+    /// Without IPv6 brackets.
+    pub host: &'a str,
+    pub port: u16,
+    /// As written: the Host header.
+    pub authority: &'a str,
+    /// Path and query, `/` when empty; the fragment is not sent.
+    pub path: &'a str,
+}
+
+impl<'a> Url<'a> {
+    pub fn parse(url: &'a str) -> Option<Self> {
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (false, url.strip_prefix("http://")?),
+        };
+        let rest = rest.split('#').next().unwrap_or("");
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse().ok()?,
+            None if tls => 443,
+            None => 80,
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        (!host.is_empty()).then_some(Self {
+            tls,
+            host,
+            port,
+            authority,
+            path,
+        })
+    }
+}
+
+fn build_request(target: &Target, url: &Url<'_>) -> Option<Request<Empty<Bytes>>> {
+    let method = match target.method() {
+        HttpMethod::Get => hyper::Method::GET,
+        HttpMethod::Head => hyper::Method::HEAD,
+    };
+    let mut request = Request::builder()
+        .method(method)
+        .uri(url.path)
+        .body(Empty::new())
+        .ok()?;
+    let headers = request.headers_mut();
+    headers.insert(HOST, HeaderValue::from_str(url.authority).ok()?);
+    headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
+    // The target's own headers last: they may set Host or User-Agent on purpose.
+    for (name, value) in target.headers.iter().flatten() {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).ok()?,
+            HeaderValue::from_str(value).ok()?,
+        );
+    }
+    Some(request)
+}
+
+/// Resolves and connects to the first address that accepts.
+pub async fn connect(host: &str, port: u16) -> Result<TcpStream, Failure> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| Failure::Dns)?
+        .collect();
+    let mut failure = Failure::Dns;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => failure = classify_io_kind(e.kind()).unwrap_or(Failure::ConnectError),
+        }
+    }
+    Err(failure)
+}
+
 /// Up to `max` bytes of the body (the rest is never read: the connection is dropped).
-async fn read_prefix(response: &mut reqwest::Response, max: usize) -> reqwest::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while body.len() < max {
-        match response.chunk().await? {
-            Some(chunk) => {
-                let room = max - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+async fn read_prefix(mut body: hyper::body::Incoming, max: usize) -> Result<Vec<u8>, hyper::Error> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        match body.frame().await {
+            Some(frame) => {
+                if let Ok(data) = frame?.into_data() {
+                    let room = max - out.len();
+                    out.extend_from_slice(&data[..data.len().min(room)]);
+                }
             }
             None => break,
         }
     }
-    Ok(body)
+    Ok(out)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -111,19 +279,25 @@ pub fn not_after_ms(der: &[u8]) -> Option<u64> {
     (ms <= MAX_JSON_INT).then_some(ms)
 }
 
-/// The short word for a failed request, from the error and its causes.
-pub fn classify(e: &reqwest::Error) -> Failure {
+/// A failed handshake: rustls says why (certificate, protocol), or the peer went away.
+fn classify_tls(e: &io::Error) -> Failure {
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        return Failure::Tls;
+    }
+    classify_io_kind(e.kind()).unwrap_or(Failure::Tls)
+}
+
+/// A failed HTTP exchange.
+fn classify_hyper(e: &hyper::Error) -> Failure {
+    if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        return Failure::ConnectionClosed;
+    }
     if e.is_timeout() {
         return Failure::Timeout;
     }
-    let mut text = String::new();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.source();
+    let mut cause = std::error::Error::source(e);
     while let Some(err) = cause {
-        if err.is::<rustls::Error>() {
-            return Failure::Tls;
-        }
         if let Some(io) = err.downcast_ref::<io::Error>() {
-            // rustls reports through io::Error, whose source() skips the inner error.
             if io
                 .get_ref()
                 .is_some_and(|inner| inner.is::<rustls::Error>())
@@ -134,21 +308,9 @@ pub fn classify(e: &reqwest::Error) -> Failure {
                 return f;
             }
         }
-        text.push_str(&err.to_string().to_lowercase());
-        text.push('\n');
         cause = err.source();
     }
-    if text.contains("dns error") || text.contains("failed to lookup address") {
-        Failure::Dns
-    } else if text.contains("certificate") || text.contains("tls") {
-        Failure::Tls
-    } else if text.contains("connection closed") || text.contains("incomplete message") {
-        Failure::ConnectionClosed
-    } else if e.is_connect() {
-        Failure::ConnectError
-    } else {
-        Failure::Protocol
-    }
+    Failure::Protocol
 }
 
 /// The failure an I/O error kind clearly means, if any (shared with the TCP probe).
@@ -169,10 +331,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_split_into_what_a_probe_needs() {
+        let u = Url::parse("https://shop.example.com/health?deep=1#top").unwrap();
+        assert_eq!(
+            u,
+            Url {
+                tls: true,
+                host: "shop.example.com",
+                port: 443,
+                authority: "shop.example.com",
+                path: "/health?deep=1",
+            }
+        );
+        let u = Url::parse("http://[::1]:8080").unwrap();
+        assert_eq!(
+            (u.host, u.port, u.path, u.authority),
+            ("::1", 8080, "/", "[::1]:8080")
+        );
+        let u = Url::parse("http://h?x=1").unwrap();
+        assert_eq!((u.port, u.path), (80, "?x=1"));
+        for bad in ["ftp://x/", "http://", "http://h:99999/", "http://[::1/"] {
+            assert_eq!(Url::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_carry_host_and_the_targets_headers() {
+        let t = Target::from_json(
+            "shop",
+            br#"{"kind":"http","url":"http://h:81/x","method":"HEAD","headers":{"Authorization":"Bearer t"}}"#,
+        )
+        .unwrap();
+        let url = Url::parse(t.url.as_deref().unwrap()).unwrap();
+        let r = build_request(&t, &url).unwrap();
+        assert_eq!(r.method(), hyper::Method::HEAD);
+        assert_eq!(r.uri(), "/x");
+        assert_eq!(r.headers()[HOST], "h:81");
+        assert_eq!(r.headers()["authorization"], "Bearer t");
+    }
+
+    #[test]
     fn finds_the_needle_anywhere_in_the_prefix() {
         assert!(contains(b"status: ok", b"ok"));
         assert!(!contains(b"status: down", b"ok"));
-        assert!(contains(b"", b""));
         assert!(!contains(b"o", b"ok"));
     }
 
@@ -192,5 +393,10 @@ mod tests {
             Some(Failure::ConnectionClosed)
         );
         assert_eq!(classify_io_kind(io::ErrorKind::Other), None);
+        let tls = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(classify_tls(&tls), Failure::Tls);
     }
 }

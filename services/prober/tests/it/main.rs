@@ -3,5 +3,6 @@
 
 mod helpers;
 mod http;
+mod kv;
 mod tcp;
 mod tls;
