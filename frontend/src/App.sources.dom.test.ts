@@ -7,7 +7,7 @@ import App from './App.svelte';
 import { Connection, type ConnectionDeps, type WebSocketLike } from './lib/connection.svelte';
 import type { Figures } from './lib/protocol';
 import { OPERATOR_TOKEN_KEY, TargetsApi, type SessionStorageLike } from './lib/targets.svelte';
-import { figures, metricsMsg, serviceState, snapshot, statusMsg, T0 } from './lib/testdata';
+import { alertMsg, figures, metricsMsg, serviceState, snapshot, statusMsg, T0 } from './lib/testdata';
 
 class Sock implements WebSocketLike {
   static last: Sock | null = null;
@@ -154,7 +154,8 @@ describe('probe and agent cards', () => {
     const line = () => q('[data-service="pay"] [data-testid="probe-result"]');
     expect(line()?.getAttribute('data-ok')).toBe('true');
     expect(line()?.textContent).toContain('HTTP 200');
-    expect(q('[data-service="pay"] [data-testid="apdex"]')?.textContent?.replace(/\s+/g, ' ').trim()).toBe('Apdex 0.75 (T 100 ms)');
+    expect(q('[data-service="pay"] [data-testid="apdex"]')?.textContent?.trim()).toBe('Apdex 0.75');
+    expect(q('[data-service="pay"] [data-testid="apdex"]')?.getAttribute('title')).toBe('Apdex over the window, T = 100 ms');
     expect(q('[data-service="pay"] [data-testid="data-button"]')).toBeNull();
 
     send(metricsMsg(1, { service: 'pay', status: 'DOWN', health_url: '', source: 'probe', probe: { ok: false, error: 'connect refused' }, figures: probeFigures({ apdex: 0.5 }) }));
@@ -164,6 +165,13 @@ describe('probe and agent cards', () => {
     send(metricsMsg(2, { service: 'pay', at_ms: T0 + 2000, health_url: '', source: 'probe', probe: { ok: false, status_code: 503, error: 'status 503' }, figures: probeFigures({ apdex: null }) }));
     expect(line()?.textContent).toContain('HTTP 503 · status 503');
     expect(q('[data-service="pay"] [data-testid="apdex"]')?.textContent).toContain('Apdex n/a');
+
+    // Its SERVICE_DOWN counts failed probes; a simulator's counts seconds of silence.
+    send(alertMsg(3, { service: 'pay', value: 2, threshold: 2 }));
+    send(alertMsg(4, { service: 'billing', value: 3.1, threshold: 3 }));
+    const val = (svc: string) => q(`[data-testid="alert"][data-service="${svc}"] .val`)?.textContent;
+    expect(val('pay')).toBe('2 in a row / 2');
+    expect(val('billing')).toBe('3.1 s / 3.0 s');
   });
 
   it('an agent card opens a live host panel: per-core bars, load, disk, procs, top processes as text', () => {

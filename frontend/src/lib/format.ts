@@ -82,3 +82,16 @@ export function fmtAlertValue(alert: string, v: number): string {
       return fmtNum(v, 2);
   }
 }
+
+/**
+ * An alert's value against its threshold, e.g. "91.0% / 85.0%". A probe's SERVICE_DOWN for
+ * failed probes carries failures in a row against `down_after` (the monitor's silence one
+ * carries seconds); the wire does not say which, so a whole number of failures on a
+ * probe-sourced service is read as a count: "2 in a row / 2".
+ */
+export function fmtAlertPair(alert: string, value: number, threshold: number, probe = false): string {
+  if (alert === 'SERVICE_DOWN' && probe && Number.isInteger(value) && value >= 1 && Number.isInteger(threshold) && threshold >= 1) {
+    return `${value} in a row / ${threshold}`;
+  }
+  return `${fmtAlertValue(alert, value)} / ${fmtAlertValue(alert, threshold)}`;
+}
