@@ -4,5 +4,6 @@
 mod helpers;
 mod http;
 mod kv;
+mod perms;
 mod tcp;
 mod tls;
