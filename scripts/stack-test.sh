@@ -2,7 +2,9 @@
 # Runs the README's stack command on spare ports, checks an outage end to end
 # (stop billing -> DOWN, start -> HEALTHY, both in the monitor's snapshot and as
 # health.status.billing on NATS, read as the anonymous viewer), that every part logged in
-# as its own NATS user, and that `down` leaves nothing running.
+# as its own NATS user, that the prober probes the simulators (billing-http DOWN when billing
+# stops, from the probe alone) and the agent reports this host, and that `down` leaves nothing
+# running.
 # The dashboard part runs when frontend/dist and frontend/node_modules exist
 # (`npm ci && npm run build` in frontend/); otherwise it is skipped, and said so.
 set -euo pipefail
@@ -10,6 +12,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export VITALS_RUN_DIR; VITALS_RUN_DIR="$(mktemp -d)"
 export VITALS_PROFILE="${VITALS_PROFILE:-debug}" VITALS_NO_BUILD=1
 export NATS_PORT=14222 NATS_HTTP_PORT=18222 MONITOR_PORT=19100 SIM_PORT_BASE=13000 GATEWAY_PORT=18080 DASHBOARD_PORT=15173
+export PROBER_PORT=19101 AGENT_PORT=19102
 stack="$root/scripts/stack.sh"
 tail_pid=""
 cleanup() {
@@ -25,7 +28,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 with_dashboard=1
 if [ ! -f "$root/frontend/dist/index.html" ] || [ ! -x "$root/frontend/node_modules/.bin/vite" ]; then
   with_dashboard=0
-  export VITALS_PARTS="nats monitor gateway auth billing notifications analytics"
+  export VITALS_PARTS="nats monitor gateway auth billing notifications analytics prober agent"
   echo "note: frontend/dist or frontend/node_modules missing; the dashboard part is skipped"
 fi
 
@@ -51,20 +54,30 @@ wait_feed() { # service status: a health.status.<service> message with that stat
 "$stack" up >/dev/null
 for s in auth billing notifications analytics; do wait_status "$s" HEALTHY; done
 ok "four services HEALTHY"
+for s in auth-http billing-http notifications-http analytics-http nats; do wait_status "$s" HEALTHY; done
+ok "the prober's default targets (each simulator's /health, NATS /healthz) HEALTHY"
+agent_service="$(hostname | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9_-]/-/g; s/^[^a-z0-9]*//' | cut -c1-63)"
+source_of() { curl -fsS -m 2 "http://127.0.0.1:$MONITOR_PORT/api/status" |
+  jq -r --arg s "$1" '.services[] | select(.service == $s) | .source // "simulator"'; }
+for i in $(seq 1 100); do [ "$(source_of "$agent_service" 2>/dev/null)" = agent ] && break; sleep 0.1; done
+[ "$(source_of "$agent_service")" = agent ] || fail "no agent sample for $agent_service"
+ok "the agent reports this host as $agent_service"
 
 # Each part is connected as its role (the server's own view of the connections).
 connz="$(curl -fsS -m 2 "http://127.0.0.1:$NATS_HTTP_PORT/connz?auth=true&limit=1024")"
 user_of() { jq -r --arg n "$1" '[.connections[] | select(.name == $n) | .authorized_user] | unique | join(",")' <<<"$connz"; }
 [ "$(user_of vitals-monitor)" = monitor ] || fail "monitor logged in as '$(user_of vitals-monitor)'"
 [ "$(user_of vitals-gateway)" = gateway ] || fail "gateway logged in as '$(user_of vitals-gateway)'"
+[ "$(user_of vitals-prober)" = prober ] || fail "prober logged in as '$(user_of vitals-prober)'"
+[ "$(user_of "agent $agent_service")" = agent ] || fail "agent logged in as '$(user_of "agent $agent_service")'"
 for s in auth billing notifications analytics; do
   [ "$(user_of "simulator $s")" = "sim-$s" ] || fail "simulator $s logged in as '$(user_of "simulator $s")', not sim-$s"
 done
-ok "monitor, gateway and each simulator logged in as its own NATS user"
+ok "monitor, gateway, prober, agent and each simulator logged in as its own NATS user"
 
 if [ "$with_dashboard" = 1 ]; then
   curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/" | grep -qi "<html" || fail "dashboard serves no page"
-  curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/api/status" | jq -e '.services | length == 4' >/dev/null ||
+  curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/api/status" | jq -e '[.services[].service] | contains(["auth","billing","notifications","analytics"])' >/dev/null ||
     fail "dashboard does not proxy /api/status to the gateway"
   ok "dashboard serves the page and proxies /api to the gateway"
 fi
@@ -76,15 +89,24 @@ tail_pid=$!
 for i in $(seq 1 100); do [ -f "$VITALS_RUN_DIR/tail.ready" ] && break; sleep 0.05; done
 [ -f "$VITALS_RUN_DIR/tail.ready" ] || fail "anonymous subscriber did not connect: $(cat "$VITALS_RUN_DIR/tail.err")"
 
+stopped_ms=$(date +%s%3N)
 "$stack" stop billing >/dev/null
 wait_status billing DOWN
 wait_feed billing DOWN
 [ "$(status_of auth)" = HEALTHY ] || fail "auth affected"
 ok "billing stopped -> DOWN (snapshot and health.status.billing)"
+# The probe of billing's /health sees the same outage on its own: connection refused twice.
+wait_status billing-http DOWN
+echo "note: billing-http DOWN $(( $(date +%s%3N) - stopped_ms )) ms after billing was told to stop (interval 1 s, down_after 2)"
+reason="$(curl -fsS -m 2 "http://127.0.0.1:$MONITOR_PORT/api/status" | jq -r '.services[] | select(.service == "billing-http") | .reasons[0]')"
+[[ "$reason" == "probe failed: "*" (2 in a row)" ]] || fail "billing-http DOWN for '$reason'"
+wait_feed billing-http DOWN
+ok "billing's probe -> DOWN ($reason)"
 "$stack" start billing >/dev/null
 wait_status billing HEALTHY
 wait_feed billing HEALTHY
-ok "billing started -> HEALTHY (snapshot and health.status.billing)"
+wait_status billing-http HEALTHY
+ok "billing started -> HEALTHY (snapshot and health.status.billing), its probe too"
 [ ! -s "$VITALS_RUN_DIR/tail.err" ] || fail "the anonymous subscriber got errors: $(cat "$VITALS_RUN_DIR/tail.err")"
 kill "$tail_pid" 2>/dev/null || true
 wait "$tail_pid" 2>/dev/null || true
