@@ -172,3 +172,70 @@ async fn target_writes_are_disabled_without_an_operator_token() -> Result<()> {
     assert!(error_of(&body).contains("--operator-token"), "{body}");
     Ok(())
 }
+
+/// A target server whose `/health` answers 200.
+async fn target_server() -> Result<std::net::SocketAddr> {
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+/// The front door end to end, with the real monitor and prober: a target PUT through the
+/// gateway is probed within moments and shows on the live feed as a probe-sourced service;
+/// changed to a failing URL it goes DOWN with the probe's reason; removed, it is retired.
+#[tokio::test]
+async fn a_target_written_through_the_gateway_is_probed_changed_and_retired() -> Result<()> {
+    use vitals_testkit::SOON;
+
+    use crate::helpers::{connect, is_status, joined_view, monitor, until};
+
+    let nats = NatsServer::start()?;
+    let client = nats.client().await?;
+    let _monitor = monitor(&nats).await?;
+    let _prober = Proc::start("prober", &nats, &[], "prober running").await?;
+    let gw = gateway(&nats, &["--operator-token", TOKEN]).await?;
+    let mut ws = connect(&gw.ws_url(), None).await?;
+    let mut seq = 0;
+    joined_view(&mut ws, &mut seq, &client, "marker").await?;
+    let addr = target_server().await?;
+
+    let target =
+        json!({"kind": "http", "url": format!("http://{addr}/health"), "interval_ms": 200});
+    let (code, body) = send(&gw, reqwest::Method::PUT, "shop", Some(target), Some(TOKEN)).await?;
+    assert_eq!(code, 200, "{body}");
+    until(&mut ws, &mut seq, SOON, |m| is_status(m, "shop", "HEALTHY")).await?;
+    let summary = until(&mut ws, &mut seq, SOON, |m| {
+        m["type"] == "metrics" && m["data"]["service"] == "shop"
+    })
+    .await?;
+    assert_eq!(summary["data"]["source"], "probe", "{summary}");
+    assert_eq!(summary["data"]["probe"]["status_code"], 200, "{summary}");
+    assert!(
+        summary["data"]["figures"].get("cpu_pct").is_none(),
+        "{summary}"
+    );
+
+    // Changed (not re-added): the new expectation applies to the running target.
+    let stricter = json!({"kind": "http", "url": format!("http://{addr}/health"), "interval_ms": 200, "expect_status": 204});
+    let (code, _) = send(
+        &gw,
+        reqwest::Method::PUT,
+        "shop",
+        Some(stricter),
+        Some(TOKEN),
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let down = until(&mut ws, &mut seq, SOON, |m| is_status(m, "shop", "DOWN")).await?;
+    assert_eq!(
+        down["data"]["reasons"][0], "probe failed: status 200 (2 in a row)",
+        "{down}"
+    );
+
+    let (code, body) = send(&gw, reqwest::Method::DELETE, "shop", None, Some(TOKEN)).await?;
+    assert_eq!(code, 200, "{body}");
+    until(&mut ws, &mut seq, SOON, |m| is_status(m, "shop", "RETIRED")).await?;
+    Ok(())
+}
