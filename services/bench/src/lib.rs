@@ -6,6 +6,7 @@ pub mod detection;
 pub mod feed;
 pub mod flood;
 pub mod ingest;
+pub mod probe;
 pub mod raw;
 pub mod resync;
 pub mod util;

@@ -55,6 +55,17 @@ struct Args {
     /// Spread the requests over this many inbox prefixes (1 = one connection).
     #[arg(long, default_value_t = 1, requires = "snapshot_flood")]
     flood_askers: usize,
+    /// Only the prober's interval spread (printed as JSON): `--probe-targets` HTTP
+    /// targets at 1 s, none hanging, then a third of them hanging, for `--probe-secs` each.
+    #[arg(long)]
+    probe_spread: bool,
+    /// The prober binary to measure (default: the one built beside this one).
+    #[arg(long, default_value = "prober", requires = "probe_spread")]
+    prober_bin: String,
+    #[arg(long, default_value_t = 1_000, requires = "probe_spread")]
+    probe_targets: usize,
+    #[arg(long, default_value_t = 20, requires = "probe_spread")]
+    probe_secs: u64,
 }
 
 struct Plan {
@@ -169,6 +180,11 @@ async fn main() -> Result<()> {
             args.flood_askers,
         )
         .await?;
+        print_json(&run)?;
+        return Ok(());
+    }
+    if args.probe_spread {
+        let run = bench::probe::run(&args.prober_bin, args.probe_targets, args.probe_secs).await?;
         print_json(&run)?;
         return Ok(());
     }
