@@ -512,7 +512,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     await page.waitForFunction(() => /** @type {any} */ (window).__pwned === 1, null, { timeout: 5000 });
     await pageEval(() => document.getElementById('e2e-control')?.remove());
   });
-  step('8. the agent card: the host’s figures, and a host panel with per-core bars, load, disk and top processes', '08-agent', '08-agent-host', async () => {
+  step('8. the agent card: the host’s figures, and a host panel with per-core bars, load, disk and top processes', '08-agent', null, async () => {
     const agentCard = '[data-testid=service-card][data-sample-source=agent]';
     const name = await page.locator(agentCard).first().getAttribute('data-service');
     assert.ok(name, 'the agent card has a service name');
@@ -523,6 +523,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     // Real figures: CPU and memory are numbers (an agent has them), the host line counts cores.
     await waitSel(page, `${agentCard} [data-figure=cpu]:text-matches("^\\\\d+\\\\.\\\\d%$")`, { timeoutMs: 10_000 });
     assert.match(await page.locator(`${agentCard} [data-figure=mem]`).innerText(), /^\d+\.\d%$/);
+    assert.equal(await page.locator(`${agentCard} [data-figure=p95]`).innerText(), 'n/a', 'an agent measures no latency');
     const summary = await page.locator(`${agentCard} [data-testid=host-summary]`).innerText();
     const cores = Number(/(\d+) cores/.exec(summary)?.[1]);
     assert.ok(cores >= 1, `the host line counts cores: ${JSON.stringify(summary)}`);

@@ -178,6 +178,10 @@ describe('probe and agent cards', () => {
     const { send, q, target } = setup();
     send(snapshot(0, [serviceState('web1', { source: 'agent', host })]));
     expect(q('[data-service="web1"] [data-testid="host-summary"]')?.textContent?.replace(/\s+/g, ' ')).toContain('4 cores load 1.50 disk 61%');
+    // An agent measures no requests: latency and errors are n/a (0 on the wire by contract).
+    expect(fig(q('[data-service="web1"]'), 'p95')).toBe('n/a');
+    expect(fig(q('[data-service="web1"]'), 'errors')).toBe('n/a');
+    expect(fig(q('[data-service="web1"]'), 'cpu')).toBe('20.0%');
     const btn = q<HTMLButtonElement>('[data-service="web1"] [data-testid="host-button"]')!;
     btn.focus();
     btn.click();
