@@ -4,7 +4,9 @@
 # needs when missing (chromium via apt, the npm packages); builds the debug binaries when
 # missing and frontend/dist when missing or older than frontend/src (scripts/test.sh has built
 # both; after changing Rust code, run `cargo build` first).
-# Screenshots and timings: target/e2e/. Exits non-zero when any step fails.
+# The stack includes the prober (with no file targets: the test adds one from the page) and
+# the host agent. Screenshots and timings: target/e2e/. Exits non-zero when any step fails or
+# does not run (a failed step fails every later one; none is skipped).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -15,7 +17,7 @@ scripts/ensure-frontend.sh
 NATS_SERVER_BIN="$(scripts/ensure-nats.sh)"
 export NATS_SERVER_BIN
 
-for bin in simulator monitor gateway; do
+for bin in simulator monitor gateway prober agent; do
   if [ ! -x "target/debug/$bin" ]; then
     echo "building the binaries (target/debug/$bin missing)" >&2
     cargo build --bins --quiet
