@@ -76,7 +76,7 @@ pub async fn run(
     ));
 
     let (client, conn) = settings.nats.connect(CLIENT_NAME, |o| o).await?;
-    tracker.spawn(track_connection(conn, metrics.clone()));
+    tracker.spawn(track_connection(conn, metrics.clone(), cancel.clone()));
     let ctx = Arc::new(Ctx {
         runner: Probes {
             http: HttpProber::new(settings.extra_roots.clone())?,
@@ -125,9 +125,11 @@ pub async fn run(
 
     let http_died = loop {
         let update = tokio::select! {
-            u = updates.recv() => u,
+            // The server also ends once cancelled: that is the normal way, not a death.
+            biased;
             () = cancel.cancelled() => break None,
             ended = &mut server => break Some(ended),
+            u = updates.recv() => u,
         };
         let Some(update) = update else { break None };
         for stopped in apply(&mut scheduler, update).await {
@@ -200,17 +202,22 @@ async fn apply<R: Runner, S: Sink>(
     }
 }
 
-async fn track_connection(mut conn: mpsc::UnboundedReceiver<ConnEvent>, metrics: Arc<Metrics>) {
-    while let Some(event) = conn.recv().await {
+async fn track_connection(
+    mut conn: mpsc::UnboundedReceiver<ConnEvent>,
+    metrics: Arc<Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            e = conn.recv() => e,
+            () = cancel.cancelled() => return,
+        };
         match event {
-            ConnEvent::Connected => {
-                metrics.nats_connected.set(1);
-            }
-            ConnEvent::Disconnected => {
-                metrics.nats_connected.set(0);
-            }
-            ConnEvent::SlowConsumer => {}
-        }
+            Some(ConnEvent::Connected) => metrics.nats_connected.set(1),
+            Some(ConnEvent::Disconnected) => metrics.nats_connected.set(0),
+            Some(ConnEvent::SlowConsumer) => continue,
+            None => return,
+        };
     }
 }
 

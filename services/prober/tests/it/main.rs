@@ -4,6 +4,7 @@
 mod helpers;
 mod http;
 mod kv;
+mod lifecycle;
 mod perms;
 mod tcp;
 mod tls;
