@@ -636,6 +636,8 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
         { timeout: 5000 },
       );
       for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
+      // Every frame the gateway sent (probe and agent summaries among them) parsed.
+      assert.equal(await page.locator('[data-testid=connection-state]').getAttribute('data-rejected'), '0', 'no feed frame refused by the parsers');
       await screenshot(page, '09c-target-removed');
     } finally {
       await server.stop();
