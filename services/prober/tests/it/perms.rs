@@ -142,3 +142,51 @@ async fn the_prober_user_can_do_all_the_prober_does() -> Result<()> {
     assert!(forged.is_empty(), "the prober user published on health.>");
     Ok(())
 }
+
+/// Without KV (here: a user that may not touch JetStream) the file's targets are probed
+/// all the same, and the prober keeps trying KV in the background.
+#[tokio::test]
+async fn without_kv_the_files_targets_are_probed_anyway() -> Result<()> {
+    let config = r#"
+authorization {
+  users: [
+    { user: nokv, password: nokv, permissions: {
+        publish: { allow: ["metrics.>"] }
+        subscribe: { allow: ["_INBOX.>"] } } }
+    { user: reader, password: reader }
+  ]
+}
+"#;
+    let nats = NatsServer::start_with_config(config)?;
+    let reader =
+        async_nats::ConnectOptions::with_user_and_password("reader".into(), "reader".into())
+            .connect(nats.url())
+            .await?;
+    let server = Server::http().await?;
+    let (_dir, file) = targets_file(&format!(
+        "[[target]]\nservice = \"nokv\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 200\n",
+        server.url("http", "/health")
+    ))?;
+    let mut samples = subscribe(&reader, "metrics.nokv".into()).await?;
+    let prober = start_as(
+        "prober",
+        &nats,
+        ("nokv", "nokv"),
+        &["--targets", &file],
+        PROBER_READY,
+    )
+    .await?;
+    let got = until(&mut samples, "samples without KV", SOON, |s| s["seq"] == 3).await?;
+    assert!(got.iter().all(|s| s["probe"]["ok"] == true), "{got:#?}");
+    prober
+        .proc
+        .wait_for_log("KV vitals_targets unavailable", SOON)
+        .await?;
+    let health: serde_json::Value = reqwest::get(format!("http://{}/healthz", prober.http))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(health["kv_ready"], false, "{health}");
+    assert_eq!(health["targets"], 1, "{health}");
+    Ok(())
+}
