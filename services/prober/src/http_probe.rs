@@ -5,7 +5,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -66,7 +65,7 @@ impl HttpProber {
 
     /// Probes `target` (kind `http`). The caller bounds it with the target's timeout:
     /// dropping this future drops the connection.
-    pub async fn probe(&self, target: &Target, _timeout: Duration) -> Outcome {
+    pub async fn probe(&self, target: &Target) -> Outcome {
         let start = Instant::now();
         let elapsed_ms = || start.elapsed().as_secs_f64() * 1000.0;
         let failed = |f: Failure| Outcome::failed(elapsed_ms(), f);

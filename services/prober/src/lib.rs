@@ -227,10 +227,10 @@ struct Probes {
 }
 
 impl Runner for Probes {
-    fn probe<'a>(&'a self, target: &'a Target, timeout: Duration) -> BoxFuture<'a, Outcome> {
+    fn probe<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             match target.kind {
-                TargetKind::Http => self.http.probe(target, timeout).await,
+                TargetKind::Http => self.http.probe(target).await,
                 TargetKind::Tcp => {
                     tcp_probe::probe(target.address.as_deref().unwrap_or_default()).await
                 }

@@ -27,7 +27,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs one probe of a target (no timeout of its own needed: the schedule bounds it).
 pub trait Runner: Send + Sync + 'static {
-    fn probe<'a>(&'a self, target: &'a Target, timeout: Duration) -> BoxFuture<'a, Outcome>;
+    fn probe<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Outcome>;
 }
 
 /// Takes each sample (publishes it).
@@ -236,7 +236,7 @@ async fn probe_loop<R: Runner, S: Sink>(
         let mut outcome = {
             let _in_flight = InFlight::new(&ctx.metrics);
             tokio::select! {
-                o = tokio::time::timeout(timeout, ctx.runner.probe(&target, timeout)) => o.unwrap_or_else(|_| {
+                o = tokio::time::timeout(timeout, ctx.runner.probe(&target)) => o.unwrap_or_else(|_| {
                     Outcome::failed(timeout_ms, Failure::Timeout)
                 }),
                 () = stop.cancelled() => return,
@@ -282,7 +282,7 @@ mod tests {
     struct Fake;
 
     impl Runner for Fake {
-        fn probe<'a>(&'a self, target: &'a Target, _: Duration) -> BoxFuture<'a, Outcome> {
+        fn probe<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Outcome> {
             Box::pin(async move {
                 let url = target.url.as_deref().unwrap_or_default();
                 if url.ends_with("/hang") {
