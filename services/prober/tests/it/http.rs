@@ -15,9 +15,10 @@ async fn an_http_target_goes_down_on_failures_and_comes_back() -> Result<()> {
     let mut samples = subscribe(&client, "metrics.shop".into()).await?;
     let mut statuses = subscribe(&client, "health.status.shop".into()).await?;
     let mut alerts = subscribe(&client, "health.alert.shop".into()).await?;
-    // 200 ms between probes, so the timeout is the default half of it: 100 ms.
+    // Probes 400 ms apart with a 300 ms timeout: room for a loaded machine, so each phase
+    // fails for its own reason.
     let (_dir, file) = targets_file(&format!(
-        "[[target]]\nservice = \"shop\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 200\napdex_t_ms = 50\n",
+        "[[target]]\nservice = \"shop\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 400\ntimeout_ms = 300\napdex_t_ms = 50\n",
         server.url("http", "/health")
     ))?;
     let _prober = prober(&nats, &["--targets", &file]).await?;
@@ -55,7 +56,7 @@ async fn an_http_target_goes_down_on_failures_and_comes_back() -> Result<()> {
     })
     .await?;
     let s = hung.last().unwrap_or(&serde_json::Value::Null);
-    assert_eq!(s["latency_ms"], 100.0, "latency is the timeout: {s}");
+    assert_eq!(s["latency_ms"], 300.0, "latency is the timeout: {s}");
     assert!(s["probe"].get("status_code").is_none(), "{s}");
 
     server.set(Mode::Close);

@@ -21,7 +21,7 @@ async fn targets_follow_kv_live_and_bad_values_are_refused() -> Result<()> {
     let server = Server::http().await?;
     let steady_url = server.url("http", "/steady");
     let (_dir, file) = targets_file(&format!(
-        "[[target]]\nservice = \"steady\"\nkind = \"http\"\nurl = \"{steady_url}\"\ninterval_ms = 200\n"
+        "[[target]]\nservice = \"steady\"\nkind = \"http\"\nurl = \"{steady_url}\"\ninterval_ms = 500\n"
     ))?;
     let prober = prober(&nats, &["--targets", &file]).await?;
     let js = jetstream::new(client.clone());

@@ -17,9 +17,9 @@ async fn healthz_body_checks_and_a_graceful_stop() -> Result<()> {
     let server = Server::http().await?;
     let url = server.url("http", "/health");
     let (_dir, file) = targets_file(&format!(
-        "[[target]]\nservice = \"body-ok\"\nkind = \"http\"\nurl = \"{url}\"\ninterval_ms = 200\nbody_contains = \"status: ok\"\n\
-         [[target]]\nservice = \"body-bad\"\nkind = \"http\"\nurl = \"{url}\"\ninterval_ms = 200\nbody_contains = \"nope\"\n\
-         [[target]]\nservice = \"head\"\nkind = \"http\"\nurl = \"{url}\"\ninterval_ms = 200\nmethod = \"HEAD\"\n"
+        "[[target]]\nservice = \"body-ok\"\nkind = \"http\"\nurl = \"{url}\"\ninterval_ms = 1000\nbody_contains = \"status: ok\"\n\
+         [[target]]\nservice = \"body-bad\"\nkind = \"http\"\nurl = \"{url}\"\ninterval_ms = 1000\nbody_contains = \"nope\"\n\
+         [[target]]\nservice = \"head\"\nkind = \"http\"\nurl = \"{url}\"\ninterval_ms = 1000\nmethod = \"HEAD\"\n"
     ))?;
     let mut samples = subscribe(&client, "metrics.*".into()).await?;
     let mut statuses = subscribe(&client, "health.status.*".into()).await?;

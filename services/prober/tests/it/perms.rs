@@ -164,7 +164,7 @@ authorization {
             .await?;
     let server = Server::http().await?;
     let (_dir, file) = targets_file(&format!(
-        "[[target]]\nservice = \"nokv\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 200\n",
+        "[[target]]\nservice = \"nokv\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 500\n",
         server.url("http", "/health")
     ))?;
     let mut samples = subscribe(&reader, "metrics.nokv".into()).await?;

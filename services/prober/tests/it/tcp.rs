@@ -21,7 +21,7 @@ async fn a_tcp_target_open_then_closed() -> Result<()> {
     let mut samples = subscribe(&client, "metrics.db".into()).await?;
     let mut statuses = subscribe(&client, "health.status.db".into()).await?;
     let (_dir, file) = targets_file(&format!(
-        "[[target]]\nservice = \"db\"\nkind = \"tcp\"\naddress = \"{addr}\"\ninterval_ms = 200\n"
+        "[[target]]\nservice = \"db\"\nkind = \"tcp\"\naddress = \"{addr}\"\ninterval_ms = 400\ntimeout_ms = 300\n"
     ))?;
     let _prober = prober(&nats, &["--targets", &file]).await?;
 

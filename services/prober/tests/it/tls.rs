@@ -27,8 +27,8 @@ async fn an_expiring_certificate_warns_and_an_untrusted_one_fails() -> Result<()
     let mut bad = subscribe(&client, "metrics.badcert".into()).await?;
     let mut alerts = subscribe(&client, "health.alert.expiring".into()).await?;
     let (_files, file) = targets_file(&format!(
-        "[[target]]\nservice = \"expiring\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 300\n\
-         [[target]]\nservice = \"badcert\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 300\n",
+        "[[target]]\nservice = \"expiring\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 1000\n\
+         [[target]]\nservice = \"badcert\"\nkind = \"http\"\nurl = \"{}\"\ninterval_ms = 1000\n",
         trusted.url("https", "/health"),
         untrusted.url("https", "/health"),
     ))?;
