@@ -197,3 +197,60 @@ async fn a_bad_targets_file_is_refused_at_start() -> Result<()> {
     }
     Ok(())
 }
+
+/// NATS restarts (JetStream kept on disk): probing goes on, and KV changes made after the
+/// restart still take effect, including a removal made while the prober was cut off.
+#[tokio::test]
+async fn the_watch_survives_a_nats_restart() -> Result<()> {
+    let mut nats = NatsServer::start()?;
+    let server = Server::http().await?;
+    let url = server.url("http", "/health");
+    let prober = prober(&nats, &[]).await?;
+    let put = |client: async_nats::Client, key: &'static str| {
+        let url = url.clone();
+        async move {
+            let js = jetstream::new(client);
+            let kv = wait_until(SOON, || async {
+                js.get_key_value("vitals_targets").await.ok()
+            })
+            .await
+            .context("no KV vitals_targets")?;
+            kv.put(
+                key,
+                format!(r#"{{"kind":"http","url":"{url}","interval_ms":500}}"#).into(),
+            )
+            .await?;
+            anyhow::Ok(kv)
+        }
+    };
+    let client = nats.client().await?;
+    put(client.clone(), "before").await?;
+    put(client.clone(), "doomed").await?;
+    prober
+        .wait_counter("vitals_prober_targets_active", 2.0)
+        .await?;
+    drop(client);
+
+    nats.kill();
+    // While the prober has no NATS, a removal cannot reach it; it is made right after the
+    // restart, before the prober's watch is back, or after: either way it must apply.
+    nats.restart()?;
+    let client = nats.client().await?;
+    let kv = put(client.clone(), "after").await?;
+    kv.delete("doomed").await?;
+    let mut samples = subscribe(&client, "metrics.*".into()).await?;
+    for service in ["before", "after"] {
+        until(&mut samples, service, SOON, |s| s["service"] == service).await?;
+    }
+    let active = wait_until(SOON, || async {
+        let text = prober.metrics().await.ok()?;
+        let (n, ready) = (
+            vitals_testkit::metric_sum(&text, "vitals_prober_targets_active"),
+            vitals_testkit::metric_sum(&text, "vitals_prober_kv_ready"),
+        );
+        (n == 2.0 && ready == 1.0).then_some(n)
+    })
+    .await;
+    assert_eq!(active, Some(2.0), "{}", prober.metrics().await?);
+    Ok(())
+}
