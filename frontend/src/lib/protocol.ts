@@ -361,6 +361,7 @@ const serviceState = object<ServiceState>({
   health_url: str,
   figures,
   last_alert: optional(nullable(alertMark)),
+  interval_ms: optInt(1, 86_400_000),
   ...sourceFields,
 });
 

@@ -129,6 +129,7 @@ fn identity(settings: &Settings) -> (Identity, u64) {
         }
     };
     let id = Identity {
+        interval_ms: settings.interval.as_millis() as u64,
         service: settings.service.clone(),
         instance,
     };

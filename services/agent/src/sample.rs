@@ -21,6 +21,8 @@ pub struct Reading {
 /// Who publishes: the service, this run's instance id and where seq starts.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// `--interval-ms`, sent with every sample so a slow agent is not judged silent.
+    pub interval_ms: u64,
     pub service: ServiceName,
     pub instance: String,
 }
@@ -48,6 +50,7 @@ pub fn build(
         source: Source::Agent,
         probe: None,
         host: Some(reading.host.clone()),
+        interval_ms: Some(id.interval_ms),
     }
 }
 
@@ -290,6 +293,7 @@ mod tests {
     #[test]
     fn built_samples_pass_the_monitors_check() {
         let id = Identity {
+            interval_ms: 1000,
             service: ServiceName::parse("host-1").unwrap(),
             instance: "agent-host-1-abc123".into(),
         };

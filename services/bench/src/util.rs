@@ -202,6 +202,7 @@ pub fn sample(service: &ServiceName, seq: u64, stopping: bool) -> bytes::Bytes {
         source: Default::default(),
         probe: None,
         host: None,
+        interval_ms: None,
     };
     serde_json::to_vec(&s)
         .map(bytes::Bytes::from)

@@ -94,6 +94,7 @@ fn state(service: &str, status: Status) -> ServiceState {
             id: format!("{service}:SERVICE_DOWN:1763900004211"),
             state: vitals_protocol::AlertState::Firing,
         }),
+        interval_ms: Some(1000),
         source: Default::default(),
         probe: None,
         host: None,
@@ -170,6 +171,7 @@ fn real_values() -> Vec<(&'static str, Value)> {
         source: Default::default(),
         probe: None,
         host: None,
+        interval_ms: None,
     };
     let probe_result = ProbeResult {
         ok: false,
@@ -189,6 +191,7 @@ fn real_values() -> Vec<(&'static str, Value)> {
         error_rate: 0.1,
         health_url: String::new(),
         probe: Some(probe_result.clone()),
+        interval_ms: Some(10_000),
         ..sample(false)
     };
     let host = HostFigures {

@@ -162,6 +162,7 @@ impl View {
                 health_url: String::new(),
                 figures: Figures::default(),
                 last_alert: None,
+                interval_ms: None,
                 source: Default::default(),
                 probe: None,
                 host: None,

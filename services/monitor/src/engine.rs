@@ -123,6 +123,8 @@ struct Tracked {
     probe_failures: u32,
     /// Apdex T of the latest sample (its probe's, else the rule's).
     apdex_t_ms: u32,
+    /// The interval the latest sample declared (slow senders: see `Rules::silence_timeout_ms`).
+    interval_ms: Option<u64>,
     alerts: Vec<ActiveAlert>,
     /// The last alert event emitted for this service, stored with the state so a restart
     /// can tell whether HEALTH_EVENTS and KV agree (see [`crate::reconcile`]).
@@ -198,6 +200,7 @@ impl Engine {
             t.instance = st.instance;
             t.health_url = st.health_url;
             t.source = st.source;
+            t.interval_ms = st.interval_ms;
             t.probe = st.probe;
             t.host = st.host;
             if let Some(at) = st.figures.apdex_t_ms {
@@ -277,6 +280,7 @@ impl Engine {
             latency_ms: sample.latency_ms,
         };
         t.source = sample.source;
+        t.interval_ms = sample.interval_ms;
         t.probe.clone_from(&sample.probe);
         t.host.clone_from(&sample.host);
         t.apdex_t_ms = sample
@@ -402,13 +406,14 @@ impl Engine {
         for t in self.services.values_mut() {
             let silent_since = t.last_seen_ms.unwrap_or(0).max(self.silence_epoch_ms);
             let silence_ms = now_ms.saturating_sub(silent_since);
-            let timeout = t.rules.heartbeat_timeout_ms;
+            let timeout = t.rules.silence_timeout_ms(t.interval_ms);
             if silence_ms > timeout {
                 t.recovering = 0;
                 if judging && !t.is_down() && t.status != Status::Unknown {
                     let reason = format!("no sample for {:.1} s", silence_ms as f64 / 1000.0);
                     let silence_s = silence_ms as f64 / 1000.0;
-                    let changed = t.go_down(reason, silence_s, None, now_ms, out);
+                    let threshold_s = Some(timeout as f64 / 1000.0);
+                    let changed = t.go_down(reason, silence_s, threshold_s, now_ms, out);
                     t.refresh_status(changed, now_ms, out);
                 }
             }
@@ -557,6 +562,7 @@ impl Tracked {
             host: None,
             probe_failures: 0,
             apdex_t_ms,
+            interval_ms: None,
             alerts: Vec::new(),
             last_alert: None,
             down_reason: None,
@@ -796,6 +802,7 @@ impl Tracked {
             health_url: self.health_url.clone(),
             figures: self.figures(now_ms, scratch),
             last_alert: self.last_alert.clone(),
+            interval_ms: self.interval_ms,
             source: self.source,
             probe: self.probe.clone(),
             host: self.host.clone(),

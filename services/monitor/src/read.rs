@@ -370,6 +370,7 @@ mod tests {
             health_url: "http://127.0.0.1:3001/health".into(),
             figures: Figures::default(),
             last_alert: None,
+            interval_ms: None,
             source: Default::default(),
             probe: None,
             host: None,

@@ -112,6 +112,9 @@ pub struct Rules {
     pub heartbeat_timeout_ms: u64,
     /// Consecutive samples (each within the timeout) that end a SERVICE_DOWN.
     pub recover_samples: u32,
+    /// A sender that says its `interval_ms` is judged silent only after this many of its
+    /// intervals, when that is longer than `heartbeat_timeout_ms`.
+    pub silence_intervals: u32,
     /// Probe samples: SERVICE_DOWN after this many consecutive failed probes...
     pub down_after: u32,
     /// ...and resolved after this many consecutive good ones (instead of `recover_samples`).
@@ -132,6 +135,7 @@ impl Default for Rules {
             error_rate: ThresholdRule::new(0.05, 0.02, 3, 3),
             heartbeat_timeout_ms: 3_000,
             recover_samples: 2,
+            silence_intervals: 3,
             down_after: 2,
             up_after: 2,
             apdex_t_ms: 100,
@@ -152,8 +156,14 @@ impl Rules {
         {
             return Err("apdex: fire_below and clear_above must be within [0, 1]".into());
         }
-        if self.down_after == 0 || self.up_after == 0 || self.apdex_t_ms == 0 {
-            return Err("down_after, up_after and apdex_t_ms must be at least 1".into());
+        if self.down_after == 0
+            || self.up_after == 0
+            || self.apdex_t_ms == 0
+            || self.silence_intervals == 0
+        {
+            return Err(
+                "down_after, up_after, apdex_t_ms and silence_intervals must be at least 1".into(),
+            );
         }
         if self.heartbeat_timeout_ms == 0
             || self.recover_samples == 0
@@ -164,6 +174,14 @@ impl Rules {
             );
         }
         Ok(())
+    }
+
+    /// How long a sender may be silent before SERVICE_DOWN: the heartbeat timeout, or
+    /// `silence_intervals` of the interval it declares when that is longer.
+    pub fn silence_timeout_ms(&self, interval_ms: Option<u64>) -> u64 {
+        let declared =
+            interval_ms.map_or(0, |i| i.saturating_mul(u64::from(self.silence_intervals)));
+        self.heartbeat_timeout_ms.max(declared)
     }
 
     /// The rule for `metric`, over the value [`Metric`] observes (Apdex negated).

@@ -162,6 +162,7 @@ pub fn build(
             cert_warn_days: outcome.cert_expires_ms.map(|_| who.cert_warn_days),
         }),
         host: None,
+        interval_ms: Some(target.interval_ms()),
     };
     sample.validate()?;
     Ok(sample)

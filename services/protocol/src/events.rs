@@ -122,6 +122,10 @@ pub struct ServiceState {
     /// something it has). Absent before the first alert (and from older monitors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_alert: Option<AlertMark>,
+    /// The publishing interval the latest sample declared, kept so a restarted monitor
+    /// judges a slow sender's silence as the running one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
     /// Who sent the latest sample (`simulator` when absent) and, for a probe or an agent,
     /// what it said beyond the figures: the probe's outcome or the host's figures.
     #[serde(default, skip_serializing_if = "Source::is_simulator")]

@@ -64,7 +64,16 @@ pub struct MetricSample {
     /// The host's figures: only on `source: "agent"` samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostFigures>,
+    /// How often this sender publishes, when it is slower than the monitor's heartbeat
+    /// timeout allows for: silence is then judged against `silence_intervals` of these (a
+    /// target probed every 10 s is not DOWN 3 s after each probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 86_400_000)))]
+    pub interval_ms: Option<u64>,
 }
+
+/// Longest accepted `interval_ms`: a day.
+pub const MAX_SAMPLE_INTERVAL_MS: u64 = 86_400_000;
 
 /// Why a sample was refused; each reason is a separate counter in `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,6 +183,8 @@ struct RawSample<'a> {
     probe: Option<ProbeResult>,
     #[serde(default)]
     host: Option<HostFigures>,
+    #[serde(default)]
+    interval_ms: Option<u64>,
 }
 
 /// Parses and validates a sample received on `metrics.<subject_service>`.
@@ -227,6 +238,7 @@ pub fn parse_sample(subject_service: &str, payload: &[u8]) -> Result<MetricSampl
         source: raw.source,
         probe: raw.probe,
         host: raw.host,
+        interval_ms: raw.interval_ms,
     };
     sample.validate()?;
     Ok(sample)
@@ -246,6 +258,14 @@ impl MetricSample {
             if let Some(value) = value {
                 check_range(field, value, lo, hi)?;
             }
+        }
+        if let Some(every) = self.interval_ms {
+            check_range(
+                "interval_ms",
+                every as f64,
+                1.0,
+                MAX_SAMPLE_INTERVAL_MS as f64,
+            )?;
         }
         for (field, value) in [("seq", self.seq), ("ts_ms", self.ts_ms)] {
             if value > MAX_JSON_INT {

@@ -231,6 +231,7 @@ fn check_sample_fields(svc: &SimService) -> Result<(), ConfigError> {
         source: Default::default(),
         probe: None,
         host: None,
+        interval_ms: None,
     };
     probe
         .validate()

@@ -149,6 +149,7 @@ impl SimService {
             source: Default::default(),
             probe: None,
             host: None,
+            interval_ms: None,
         })
     }
 

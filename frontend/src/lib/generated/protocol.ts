@@ -51,6 +51,12 @@ export type MetricSample = {
   probe?: ProbeResult | null;
   /** The host's figures: only on `source: "agent"` samples. */
   host?: HostFigures | null;
+  /**
+   * How often this sender publishes, when it is slower than the monitor's heartbeat
+   * timeout allows for: silence is then judged against `silence_intervals` of these (a
+   * target probed every 10 s is not DOWN 3 s after each probe).
+   */
+  interval_ms?: number | null;
 };
 
 /** Who published a sample. Absent on the wire means `simulator` (old samples stay valid). */
@@ -233,6 +239,11 @@ export type ServiceState = {
    * something it has). Absent before the first alert (and from older monitors).
    */
   last_alert?: AlertMark | null;
+  /**
+   * The publishing interval the latest sample declared, kept so a restarted monitor
+   * judges a slow sender's silence as the running one did.
+   */
+  interval_ms?: number | null;
   /**
    * Who sent the latest sample (`simulator` when absent) and, for a probe or an agent,
    * what it said beyond the figures: the probe's outcome or the host's figures.

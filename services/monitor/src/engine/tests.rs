@@ -25,6 +25,7 @@ fn sample(service: &str, seq: u64) -> MetricSample {
         source: Default::default(),
         probe: None,
         host: None,
+        interval_ms: None,
     }
 }
 
@@ -1059,5 +1060,46 @@ fn old_samples_without_a_source_are_simulator_samples() {
     assert!(
         json.get("source").is_none(),
         "simulator is the default, not written"
+    );
+}
+
+#[test]
+fn a_slow_sender_is_judged_silent_by_its_own_interval() {
+    let mut e = engine();
+    let slow = |seq| MetricSample {
+        interval_ms: Some(10_000),
+        ..probe(seq, true, Some(200), None, 20.0)
+    };
+    feed(&mut e, &slow(1), 10_000);
+    // 9.75 s of silence between two probes: not DOWN (the heartbeat timeout is 3 s).
+    let ev = tick_until(&mut e, 10_000, 19_750);
+    assert!(statuses(&ev).is_empty(), "{ev:?}");
+    feed(&mut e, &slow(2), 20_000);
+    // Three intervals (30 s) without a probe: DOWN, and the alert says against what.
+    let ev = tick_until(&mut e, 20_000, 50_250);
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
+    let threshold = ev.iter().find_map(|e| match e {
+        Event::Alert(a) => Some(a.threshold),
+        _ => None,
+    });
+    assert_eq!(threshold, Some(30.0));
+    // A restart keeps the declared interval: a restored slow sender is not DOWN early.
+    let saved = e.snapshot(50_250);
+    assert_eq!(saved[0].interval_ms, Some(10_000));
+    let mut fresh = engine();
+    fresh.restore(saved, 60_000);
+    feed(&mut fresh, &slow(3), 60_000);
+    // 15 s of silence after the restart: well past grace + heartbeat timeout, within 3 intervals.
+    let ev = tick_until(&mut fresh, 60_000, 75_000);
+    assert!(
+        !statuses(&ev).iter().any(|(_, to)| *to == Status::Down),
+        "{ev:?}"
+    );
+    let mut restored_only = engine();
+    restored_only.restore(fresh.snapshot(75_000), 75_000);
+    let ev = tick_until(&mut restored_only, 75_000, 90_000);
+    assert!(
+        statuses(&ev).is_empty(),
+        "restored without a sample: {ev:?}"
     );
 }
