@@ -540,6 +540,112 @@ mod tests {
         );
     }
 
+    /// The source parts: where `probe` and `host` may appear, their bounds, who may leave
+    /// `health_url` empty, and the declared interval's range.
+    #[test]
+    fn source_parts_are_checked_where_they_enter() {
+        use RefusalReason::*;
+        let probe = serde_json::json!({"ok": false, "status_code": 503, "error": "status 503"});
+        let probe_sample = |patch: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good();
+            v["source"] = "probe".into();
+            v["probe"] = probe.clone();
+            v["health_url"] = "".into();
+            v.as_object_mut().map(|o| o.remove("cpu_pct"));
+            patch(&mut v);
+            serde_json::to_vec(&v).unwrap()
+        };
+        let s = parse_sample("auth", &probe_sample(&|_| {})).unwrap();
+        assert_eq!((s.source, s.cpu_pct), (Source::Probe, None));
+        assert_eq!(
+            reason_for("auth", &with("health_url", "".into())),
+            BadHealthUrl
+        );
+        assert_eq!(reason_for("auth", &with("probe", probe.clone())), BadField);
+        assert_eq!(
+            reason_for(
+                "auth",
+                &probe_sample(&|v| v["probe"] = serde_json::Value::Null)
+            ),
+            BadField
+        );
+        assert_eq!(
+            reason_for(
+                "auth",
+                &probe_sample(&|v| v["probe"]["status_code"] = 700.into())
+            ),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for(
+                "auth",
+                &probe_sample(&|v| v["probe"]["error"] = "a\u{202E}b".into())
+            ),
+            BadField
+        );
+        assert_eq!(
+            reason_for(
+                "auth",
+                &probe_sample(&|v| v["probe"]["colour"] = "red".into())
+            ),
+            Schema
+        );
+        let host = serde_json::json!({"cores": [1.0], "load1": 0.5, "load5": 0.5, "load15": 0.5, "procs": 9, "top": []});
+        let agent_sample = |patch: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good();
+            v["source"] = "agent".into();
+            v["host"] = host.clone();
+            patch(&mut v);
+            serde_json::to_vec(&v).unwrap()
+        };
+        assert!(parse_sample("auth", &agent_sample(&|_| {})).is_ok());
+        assert_eq!(reason_for("auth", &with("host", host.clone())), BadField);
+        assert_eq!(
+            reason_for(
+                "auth",
+                &agent_sample(&|v| v["host"]["cores"] = vec![1.0; 513].into())
+            ),
+            BadField
+        );
+        assert_eq!(
+            reason_for(
+                "auth",
+                &agent_sample(&|v| v["host"]["cores"] = vec![101.0].into())
+            ),
+            OutOfRange
+        );
+        let six = serde_json::Value::Array(vec![
+            serde_json::json!({"name": "a", "pid": 1, "cpu_pct": 1.0, "mem_pct": 1.0});
+            6
+        ]);
+        assert_eq!(
+            reason_for("auth", &agent_sample(&|v| v["host"]["top"] = six.clone())),
+            BadField
+        );
+        let hidden =
+            serde_json::json!([{"name": "\u{200B}", "pid": 1, "cpu_pct": 1.0, "mem_pct": 1.0}]);
+        assert_eq!(
+            reason_for(
+                "auth",
+                &agent_sample(&|v| v["host"]["top"] = hidden.clone())
+            ),
+            BadField
+        );
+        assert_eq!(reason_for("auth", &with("source", "robot".into())), Schema);
+        assert_eq!(
+            reason_for("auth", &with("interval_ms", 0.into())),
+            OutOfRange
+        );
+        assert_eq!(
+            reason_for(
+                "auth",
+                &with("interval_ms", (MAX_SAMPLE_INTERVAL_MS + 1).into())
+            ),
+            OutOfRange
+        );
+        assert!(parse_sample("auth", &with("interval_ms", 10_000.into())).is_ok());
+    }
+
     #[test]
     fn every_reason_has_a_distinct_label() {
         let mut labels: Vec<_> = RefusalReason::ALL.iter().map(|r| r.as_str()).collect();

@@ -47,7 +47,7 @@ async fn the_python_example_is_accepted_by_the_monitor() -> Result<()> {
         python.display()
     );
     // With the stack's nats.conf, as the page tells: the `agent` user may publish metrics.>.
-    let nats = NatsServer::start_with_config(&repo_nats_conf()?)?;
+    let nats = NatsServer::start_with_config(&vitals_testkit::repo_nats_conf()?)?;
     let monitor = Monitor::start(
         &nats,
         &["--nats-user", "monitor", "--nats-password", "monitor-dev"],
@@ -114,19 +114,6 @@ const REFUSED: &str = "vitals_monitor_refused_samples_total";
 fn read(path: &str) -> String {
     let full = workspace_root().join(path);
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
-}
-
-/// The repo's nats.conf minus its fixed ports (testkit passes a free one).
-fn repo_nats_conf() -> Result<String> {
-    let text = std::fs::read_to_string(workspace_root().join("nats.conf"))?;
-    Ok(text
-        .lines()
-        .filter(|l| {
-            let k = l.trim_start();
-            !k.starts_with("port:") && !k.starts_with("http_port:")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect())
 }
 
 /// An example program as a process, its output in a file; killed on drop.

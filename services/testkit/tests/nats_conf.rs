@@ -34,33 +34,8 @@ const VIEWER: (&str, &str) = ("viewer", "viewer");
 /// How long "nothing arrived" is watched for, after the server has already refused.
 const QUIET: Duration = Duration::from_millis(300);
 
-/// nats.conf as the stack uses it, minus the fixed client and monitoring ports (testkit
-/// passes a free `-p`; 8222 may be taken by a developer's stack).
-fn repo_config() -> Result<String> {
-    let path = vitals_testkit::workspace_root().join("nats.conf");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let mut out = String::new();
-    for line in text.lines() {
-        let key = line.trim_start();
-        ensure!(
-            !key.starts_with("store_dir") && !key.starts_with("store:"),
-            "nats.conf must not set store_dir (the stack passes -sd): {line}"
-        );
-        if key.starts_with("port:") || key.starts_with("http_port:") {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    ensure!(
-        out.contains("no_auth_user"),
-        "nats.conf has no no_auth_user"
-    );
-    Ok(out)
-}
-
 fn server() -> Result<NatsServer> {
-    NatsServer::start_with_config(&repo_config()?)
+    NatsServer::start_with_config(&vitals_testkit::repo_nats_conf()?)
 }
 
 /// A client logged in as `user` (None: no credentials, i.e. the viewer), recording the

@@ -5,7 +5,7 @@
 use nix::sys::signal::Signal;
 use vitals_testkit::{NatsServer, SOON};
 
-use crate::support::{Agent, Monitor, proc_stat, repo_nats_conf};
+use crate::support::{Agent, Monitor, proc_stat};
 
 const REFUSED: &str = "vitals_monitor_refused_samples_total";
 
@@ -54,7 +54,7 @@ async fn the_monitor_accepts_the_agents_samples() {
 
 #[tokio::test]
 async fn with_the_repos_nats_conf_the_agent_user_can_publish() {
-    let nats = NatsServer::start_with_config(&repo_nats_conf().unwrap()).unwrap();
+    let nats = NatsServer::start_with_config(&vitals_testkit::repo_nats_conf().unwrap()).unwrap();
     let monitor = Monitor::start(
         &nats,
         &["--nats-user", "monitor", "--nats-password", "monitor-dev"],

@@ -165,21 +165,6 @@ impl Monitor {
     }
 }
 
-/// The repo's nats.conf minus its fixed ports (testkit passes a free one; 8222 may be a
-/// developer's stack).
-pub fn repo_nats_conf() -> Result<String> {
-    let path = vitals_testkit::workspace_root().join("nats.conf");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter(|l| {
-            let k = l.trim_start();
-            !k.starts_with("port:") && !k.starts_with("http_port:")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect())
-}
-
 // ---- the kernel's own figures, read the plain way, to hold the agent's against ----
 
 /// Busy and total jiffies of the `cpu` line of /proc/stat, and how many `cpuN` lines.

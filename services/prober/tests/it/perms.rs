@@ -2,27 +2,11 @@
 //! vitals_targets, publishes samples and retires a removed target's service, and the
 //! server refuses it nothing on the way.
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use async_nats::jetstream;
 use vitals_testkit::{ChildProc, NatsServer, SOON, collect_for};
 
 use crate::helpers::{PROBER_READY, Proc, Server, subscribe, targets_file, until};
-
-/// nats.conf as the stack uses it, minus its fixed ports (testkit passes a free `-p`).
-fn repo_config() -> Result<String> {
-    let path = vitals_testkit::workspace_root().join("nats.conf");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            let key = l.trim_start();
-            !(key.starts_with("port:") || key.starts_with("http_port:"))
-        })
-        .collect();
-    let out = kept.join("\n");
-    ensure!(out.contains("PROBER_PERMS"), "nats.conf has no prober user");
-    Ok(out)
-}
 
 async fn start_as(
     bin: &str,
@@ -51,7 +35,12 @@ async fn start_as(
 
 #[tokio::test]
 async fn the_prober_user_can_do_all_the_prober_does() -> Result<()> {
-    let nats = NatsServer::start_with_config(&repo_config()?)?;
+    let conf = vitals_testkit::repo_nats_conf()?;
+    ensure!(
+        conf.contains("PROBER_PERMS"),
+        "nats.conf has no prober user"
+    );
+    let nats = NatsServer::start_with_config(&conf)?;
     let _monitor = start_as(
         "monitor",
         &nats,
