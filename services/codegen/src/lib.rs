@@ -107,6 +107,8 @@ pub fn typescript() -> String {
     decl::<p::ServiceSummary>(&cfg, out_ref);
     decl::<p::ActiveAlert>(&cfg, out_ref);
     decl::<p::AlertMark>(&cfg, out_ref);
+    decl::<p::AlertMarks>(&cfg, out_ref);
+    decl::<p::AlertUpdate>(&cfg, out_ref);
     decl::<p::ServiceState>(&cfg, out_ref);
     decl::<p::Snapshot>(&cfg, out_ref);
     decl::<p::MonitorHeartbeat>(&cfg, out_ref);
@@ -121,6 +123,16 @@ pub fn typescript() -> String {
     decl::<p::SnapshotRequest>(&cfg, out_ref);
     decl::<p::RetireRequest>(&cfg, out_ref);
     decl::<p::RetireReply>(&cfg, out_ref);
+    // silence.rs, notify.rs
+    decl::<p::SilenceMatchers>(&cfg, out_ref);
+    decl::<p::Silence>(&cfg, out_ref);
+    decl::<p::SilenceRequest>(&cfg, out_ref);
+    decl::<p::SilenceExpire>(&cfg, out_ref);
+    decl::<p::SilenceReply>(&cfg, out_ref);
+    decl::<p::SilenceList>(&cfg, out_ref);
+    decl::<p::AckRequest>(&cfg, out_ref);
+    decl::<p::Ack>(&cfg, out_ref);
+    decl::<p::DeadLetter>(&cfg, out_ref);
     // chaos.rs
     decl::<p::FaultMode>(&cfg, out_ref);
     decl::<p::ChaosRequest>(&cfg, out_ref);
@@ -180,6 +192,14 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("RetireReply", schema_for::<p::RetireReply>(Written)),
         ("ChaosRequest", schema_for::<p::ChaosRequest>(Read)),
         ("ChaosReply", schema_for::<p::ChaosReply>(Written)),
+        ("Silence", schema_for::<p::Silence>(Read)),
+        ("SilenceRequest", schema_for::<p::SilenceRequest>(Read)),
+        ("SilenceExpire", schema_for::<p::SilenceExpire>(Read)),
+        ("SilenceReply", schema_for::<p::SilenceReply>(Written)),
+        ("SilenceList", schema_for::<p::SilenceList>(Written)),
+        ("AckRequest", schema_for::<p::AckRequest>(Read)),
+        ("Ack", schema_for::<p::Ack>(Read)),
+        ("DeadLetter", schema_for::<p::DeadLetter>(Written)),
     ];
     for (_, schema) in &mut out {
         // Sorted keys whatever serde_json's features, so the files only change with the types.

@@ -86,6 +86,10 @@ fn state(service: &str, status: Status) -> ServiceState {
             value: 3.1,
             threshold: 3.0,
             since_ms: 1_763_900_004_211,
+            marks: vitals_protocol::AlertMarks {
+                severity: Some("critical".into()),
+                ..Default::default()
+            },
         }],
         instance: format!("{service}-3f9a2c"),
         health_url: "http://127.0.0.1:3002/health".into(),
@@ -124,6 +128,11 @@ fn alert(state: AlertState, reason: Option<&str>) -> AlertEvent {
         since_ms: 1_763_900_004_211,
         at_ms: 1_763_900_004_211,
         reason: reason.map(str::to_owned),
+        marks: vitals_protocol::AlertMarks {
+            severity: Some("critical".into()),
+            ..Default::default()
+        },
+        update: None,
     }
 }
 
@@ -398,7 +407,91 @@ fn real_values() -> Vec<(&'static str, Value)> {
     for (seq, m) in messages.iter().enumerate() {
         out.push(("FeedMessage", frame(seq as u64, m)));
     }
+    out.extend(alerting_values());
     out
+}
+
+/// Silences, acknowledgements, a marked alert and a dead letter, as their writers make them.
+fn alerting_values() -> Vec<(&'static str, Value)> {
+    use vitals_protocol::{
+        Ack, AckRequest, AlertMarks, AlertUpdate, DeadLetter, Silence, SilenceExpire, SilenceList,
+        SilenceMatchers, SilenceReply, SilenceRequest,
+    };
+    let request = SilenceRequest {
+        matchers: SilenceMatchers {
+            service: "bill*".into(),
+            alert: Some(AlertName::HighLatency),
+        },
+        starts_ms: None,
+        ends_ms: None,
+        for_s: Some(3600),
+        created_by: "ann".into(),
+        comment: "db migration".into(),
+    };
+    let silence: Silence = request
+        .clone()
+        .into_silence("0f3a9c2d1b7e4a65".into(), 1_763_900_000_000)
+        .expect("a valid silence");
+    let marked = AlertEvent {
+        update: Some(AlertUpdate::Acked),
+        marks: AlertMarks {
+            severity: Some("warning".into()),
+            inhibited_by: Some(name("auth")),
+            silenced: true,
+            acked_by: Some("ann".into()),
+        },
+        ..alert(AlertState::Firing, None)
+    };
+    vec![
+        ("AlertEvent", to_value(&marked)),
+        ("SilenceRequest", to_value(&request)),
+        ("Silence", to_value(&silence)),
+        (
+            "SilenceExpire",
+            to_value(&SilenceExpire {
+                id: silence.id.clone(),
+            }),
+        ),
+        ("SilenceReply", to_value(&SilenceReply::done(&silence.id))),
+        (
+            "SilenceReply",
+            to_value(&SilenceReply::refused("unknown silence")),
+        ),
+        (
+            "SilenceList",
+            to_value(&SilenceList {
+                ok: true,
+                silences: vec![silence],
+            }),
+        ),
+        (
+            "AckRequest",
+            to_value(&AckRequest {
+                id: "billing:SERVICE_DOWN:1763900004211".into(),
+                by: "ann".into(),
+            }),
+        ),
+        (
+            "Ack",
+            to_value(&Ack {
+                id: "billing:SERVICE_DOWN:1763900004211".into(),
+                by: "ann".into(),
+                at_ms: 1_763_900_010_000,
+            }),
+        ),
+        (
+            "DeadLetter",
+            to_value(&DeadLetter {
+                receiver: "ops".into(),
+                alert_id: "billing:SERVICE_DOWN:1763900004211".into(),
+                state: AlertState::Firing,
+                reason: "status 500".into(),
+                attempts: 8,
+                at_ms: 1_763_900_004_211,
+                dead_ms: 1_763_900_100_000,
+            }),
+        ),
+    ]
 }
 
 #[test]

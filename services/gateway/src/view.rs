@@ -217,6 +217,7 @@ impl View {
                     value: a.value,
                     threshold: a.threshold,
                     since_ms: a.since_ms,
+                    marks: a.marks.clone(),
                 });
                 true
             }
@@ -318,6 +319,8 @@ mod tests {
             since_ms: 10,
             at_ms: 10,
             reason: None,
+            marks: Default::default(),
+            update: None,
         })
     }
 

@@ -356,6 +356,8 @@ impl Engine {
                 since_ms: active.since_ms,
                 at_ms: now_ms,
                 reason: Some(REASON_RETIRED.to_owned()),
+                marks: active.marks.clone(),
+                update: None,
             }));
             resolved.push(active.id);
         }
@@ -689,6 +691,7 @@ impl Tracked {
             value,
             threshold,
             since_ms: now_ms,
+            marks: Default::default(),
         };
         let event = AlertEvent {
             id: active.id.clone(),
@@ -700,6 +703,8 @@ impl Tracked {
             since_ms: now_ms,
             at_ms: now_ms,
             reason: None,
+            marks: Default::default(),
+            update: None,
         };
         self.last_alert = Some(AlertMark::of(&event));
         out.push(Event::Alert(event));
@@ -722,6 +727,8 @@ impl Tracked {
             since_ms: active.since_ms,
             at_ms: now_ms,
             reason: None,
+            marks: Default::default(),
+            update: None,
         };
         self.last_alert = Some(AlertMark::of(&event));
         out.push(Event::Alert(event));

@@ -102,6 +102,8 @@ pub fn reconcile(
                     since_ms: a.since_ms,
                     at_ms: now_ms,
                     reason: None,
+                    marks: a.marks.clone(),
+                    update: None,
                 });
             }
         }
@@ -137,6 +139,8 @@ mod tests {
             since_ms: 100,
             at_ms: 100,
             reason: None,
+            marks: Default::default(),
+            update: None,
         }
     }
 
@@ -159,6 +163,7 @@ mod tests {
                     value: 3.0,
                     threshold: 3.0,
                     since_ms: *since,
+                    marks: Default::default(),
                 })
                 .collect(),
             instance: String::new(),
@@ -241,6 +246,8 @@ mod complete_state_tests {
             since_ms: at,
             at_ms: at,
             reason: None,
+            marks: Default::default(),
+            update: None,
         }
     }
 
@@ -263,6 +270,7 @@ mod complete_state_tests {
                     value: e.value,
                     threshold: e.threshold,
                     since_ms: e.since_ms,
+                    marks: e.marks.clone(),
                 }),
                 AlertState::Resolved => firing.retain(|a| a.id != e.id),
             }

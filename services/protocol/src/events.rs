@@ -39,6 +39,58 @@ pub struct AlertEvent {
     /// service was retired), `restart repair` (reconciled after a monitor restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Severity, silence, inhibition and acknowledgement of this alert (see [`AlertMarks`]).
+    #[serde(flatten)]
+    pub marks: AlertMarks,
+    /// Set on an event that re-announces a firing alert whose marks changed (it was
+    /// silenced, unsilenced, acknowledged or uninhibited): not a new firing. Absent on
+    /// the fire and the resolve themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<AlertUpdate>,
+}
+
+/// What the monitor knows about an alert beyond its condition: how bad it is, whether a
+/// person silenced or acknowledged it, and whether an upstream outage explains it.
+/// Carried by every AlertEvent and every ActiveAlert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
+pub struct AlertMarks {
+    /// From the rule (`[severity]` in the rules file): `critical` for SERVICE_DOWN and
+    /// `warning` otherwise by default. Absent from older monitors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// The DOWN service this alert's service depends on (directly or through a chain)
+    /// that explains it: not notified while set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibited_by: Option<ServiceName>,
+    /// A silence in KV `vitals_silences` matches it: shown, not notified.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub silenced: bool,
+    /// Who acknowledged it (`health.alert.ack`): no more reminders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+}
+
+impl AlertMarks {
+    /// Whether a receiver should hear about this firing now.
+    pub fn notifiable(&self) -> bool {
+        !self.silenced && self.inhibited_by.is_none()
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a firing alert was announced again (see [`AlertEvent::update`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(ts_rs::TS, schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum AlertUpdate {
+    Silenced,
+    Unsilenced,
+    Acked,
+    Uninhibited,
 }
 
 /// Rolling figures over the monitor's window.
@@ -99,6 +151,8 @@ pub struct ActiveAlert {
     pub value: f64,
     pub threshold: f64,
     pub since_ms: u64,
+    #[serde(flatten)]
+    pub marks: AlertMarks,
 }
 
 /// A service's current state: the value in KV `health_status` and one entry of a Snapshot.

@@ -7,8 +7,10 @@ pub mod chaos;
 pub mod events;
 pub mod feed;
 pub mod name;
+pub mod notify;
 pub mod requests;
 pub mod sample;
+pub mod silence;
 pub mod source;
 pub mod status;
 pub mod subjects;
@@ -17,15 +19,20 @@ pub mod url;
 
 pub use chaos::{ChaosReply, ChaosRequest, FaultMode};
 pub use events::{
-    ActiveAlert, AlertEvent, AlertMark, Figures, MonitorHeartbeat, ServiceState, ServiceSummary,
-    Snapshot, StatusChange,
+    ActiveAlert, AlertEvent, AlertMark, AlertMarks, AlertUpdate, Figures, MonitorHeartbeat,
+    ServiceState, ServiceSummary, Snapshot, StatusChange,
 };
 pub use feed::{ClientMessage, FeedMessage, FeedSnapshot, GatewayState, History, HistoryEntry};
 pub use name::{NameError, ServiceName};
+pub use notify::DeadLetter;
 pub use requests::{RetireReply, RetireRequest, SnapshotRequest};
 pub use sample::{
     MAX_JSON_INT, MAX_LATENCY_MS, MAX_SAMPLE_BYTES, MetricSample, Refusal, RefusalReason,
     check_instance, parse_sample,
+};
+pub use silence::{
+    Ack, AckRequest, AlertId, Silence, SilenceError, SilenceExpire, SilenceList, SilenceMatchers,
+    SilenceReply, SilenceRequest, glob_match,
 };
 pub use source::{HostFigures, ProbeResult, Source, TopProcess};
 pub use status::{AlertName, AlertState, Status};

@@ -28,6 +28,15 @@ pub enum NameError {
     BadStart,
     #[error("service name may only contain a-z, 0-9, '_' and '-'")]
     BadChar,
+    #[error("service name {0:?} is reserved (health.alert.ack is the acknowledge request)")]
+    Reserved(&'static str),
+}
+
+/// Names that are valid by the rule but taken by a request subject in the same place.
+pub const RESERVED_NAMES: [&str; 1] = ["ack"];
+
+pub fn is_reserved(raw: &str) -> bool {
+    RESERVED_NAMES.contains(&raw)
 }
 
 impl ServiceName {
@@ -56,6 +65,9 @@ pub fn validate_name(raw: &str) -> Result<(), NameError> {
     let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-';
     if !bytes.iter().all(ok) {
         return Err(NameError::BadChar);
+    }
+    if let Some(r) = RESERVED_NAMES.iter().find(|r| **r == raw) {
+        return Err(NameError::Reserved(r));
     }
     Ok(())
 }
@@ -113,6 +125,7 @@ mod tests {
             ("x<script>", NameError::BadChar),
             ("zürich", NameError::BadChar),
             ("a\u{0}", NameError::BadChar),
+            ("ack", NameError::Reserved("ack")),
         ];
         for (raw, want) in cases {
             assert_eq!(ServiceName::parse(raw).unwrap_err(), *want, "{raw:?}");

@@ -15,11 +15,29 @@ pub const SNAPSHOT: &str = "health.snapshot";
 /// Request/reply (operator): retire one service now.
 pub const RETIRE: &str = "health.retire";
 pub const CHAOS_ALL: &str = "chaos.*";
+/// Request/reply (operator): create, list and expire silences; acknowledge an alert.
+pub const SILENCE_CREATE: &str = "health.silence.create";
+pub const SILENCE_LIST: &str = "health.silence.list";
+pub const SILENCE_EXPIRE: &str = "health.silence.expire";
+/// Inside `health.alert.>` (the contract fixed it there): the service name `ack` is
+/// reserved so it is never an alert subject, and HEALTH_EVENTS (which stores it too) is
+/// made with `no_ack` so a request is answered by the monitor alone.
+pub const ALERT_ACK: &str = "health.alert.ack";
+/// Given-up deliveries: `notify.dead.<receiver>`, kept in [`DEAD_STREAM`].
+pub const DEAD_ALL: &str = "notify.dead.>";
 
 /// JetStream KV bucket with each service's current state (key = service name).
 pub const KV_BUCKET: &str = "health_status";
 /// JetStream KV bucket of probe targets (key = service name, value = target JSON).
 pub const TARGETS_BUCKET: &str = "vitals_targets";
+/// Silences (`silence.<id>`) and acknowledgements (`ack.<service>.<ALERT>.<since_ms>`).
+pub const SILENCES_BUCKET: &str = "vitals_silences";
+pub const SILENCE_KEY_PREFIX: &str = "silence.";
+pub const ACK_KEY_PREFIX: &str = "ack.";
+/// The notifier's record of what each receiver was sent (dedup across restarts).
+pub const NOTIFIED_BUCKET: &str = "vitals_notified";
+/// Stream of given-up deliveries.
+pub const DEAD_STREAM: &str = "NOTIFY_DEAD";
 /// JetStream stream over status changes and alerts.
 pub const EVENTS_STREAM: &str = "HEALTH_EVENTS";
 
@@ -44,6 +62,44 @@ pub fn summary(service: &ServiceName) -> String {
 
 pub fn chaos(service: &ServiceName) -> String {
     format!("chaos.{service}")
+}
+
+pub fn dead(receiver: &str) -> String {
+    format!("notify.dead.{receiver}")
+}
+
+/// KV `vitals_silences` key of a silence (ids are `[a-z0-9-]`, checked by the caller).
+pub fn silence_key(id: &str) -> String {
+    format!("{SILENCE_KEY_PREFIX}{id}")
+}
+
+/// KV `vitals_silences` key of an alert's acknowledgement: the id's `:` become `.`
+/// (KV keys cannot hold `:`).
+pub fn ack_key(id: &crate::silence::AlertId) -> String {
+    format!(
+        "{ACK_KEY_PREFIX}{}.{}.{}",
+        id.service,
+        id.alert.as_str(),
+        id.since_ms
+    )
+}
+
+/// KV `vitals_notified` key: `<receiver>.<service>.<ALERT>.<since_ms>.<state>`.
+pub fn notified_key(
+    receiver: &str,
+    id: &crate::silence::AlertId,
+    state: crate::status::AlertState,
+) -> String {
+    let state = match state {
+        crate::status::AlertState::Firing => "firing",
+        crate::status::AlertState::Resolved => "resolved",
+    };
+    format!(
+        "{receiver}.{}.{}.{}.{state}",
+        id.service,
+        id.alert.as_str(),
+        id.since_ms
+    )
 }
 
 /// The (unvalidated) service token of a `metrics.<service>` subject.
@@ -88,6 +144,9 @@ pub fn parse_health(subject: &str) -> Option<HealthSubject<'_>> {
     }
     let (kind, service) = subject.strip_prefix(HEALTH_PREFIX)?.split_once('.')?;
     if service.is_empty() || service.contains('.') {
+        return None;
+    }
+    if crate::name::is_reserved(service) {
         return None;
     }
     match kind {
@@ -143,6 +202,7 @@ mod tests {
             "health.other.a",
             "metrics.billing",
             "health.monitor.other",
+            ALERT_ACK,
         ] {
             assert_eq!(parse_health(other), None, "{other}");
         }

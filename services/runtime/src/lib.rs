@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod requests;
+pub mod silences;
 pub mod targets;
 
 use std::collections::HashMap;

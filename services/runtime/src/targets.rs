@@ -14,7 +14,7 @@ pub const TARGETS_HISTORY: i64 = 5;
 /// The bucket's size limit: ~4,000 targets at the largest value, times the history.
 pub const TARGETS_MAX_BYTES: i64 = 64 * 1024 * 1024;
 /// A single JetStream API call should answer within this; more means it is not there.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bucket's settings. Values larger than a target may be are refused by the server.
 pub fn targets_config() -> kv::Config {
@@ -29,34 +29,40 @@ pub fn targets_config() -> kv::Config {
     }
 }
 
-/// KV `vitals_targets`, created if it does not exist yet. Idempotent and safe to race:
-/// when two callers create it at once, the loser finds the winner's bucket.
+/// KV `vitals_targets`, created if it does not exist yet (see [`open_or_create`]).
+pub async fn targets_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+    open_or_create(js, targets_config()).await
+}
+
+/// The bucket `config` names, created with `config` if it does not exist yet. Idempotent
+/// and safe to race: when two callers create it at once, the loser finds the winner's.
 ///
 /// Creating needs, besides the bucket's own API subjects, `$JS.API.INFO` (async-nats
 /// reads the account before it creates a bucket); opening an existing one does not.
-pub async fn targets_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
-    let opened = tokio::time::timeout(CALL_TIMEOUT, js.get_key_value(subjects::TARGETS_BUCKET))
+pub async fn open_or_create(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> anyhow::Result<kv::Store> {
+    let name = config.bucket.clone();
+    let opened = tokio::time::timeout(CALL_TIMEOUT, js.get_key_value(name.as_str()))
         .await
-        .context("opening KV vitals_targets timed out")?;
+        .with_context(|| format!("opening KV {name} timed out"))?;
     let get_err = match opened {
         Ok(store) => return Ok(store),
         Err(e) => e,
     };
-    let created = tokio::time::timeout(CALL_TIMEOUT, js.create_key_value(targets_config()))
+    let created = tokio::time::timeout(CALL_TIMEOUT, js.create_key_value(config))
         .await
-        .context("creating KV vitals_targets timed out")?;
+        .with_context(|| format!("creating KV {name} timed out"))?;
     match created {
         Ok(store) => {
-            tracing::info!(bucket = subjects::TARGETS_BUCKET, "created KV bucket");
+            tracing::info!(bucket = %name, "created KV bucket");
             Ok(store)
         }
         // Someone else created it in between (or it exists and only the open failed
         // transiently): one more open settles which.
-        Err(create_err) => js
-            .get_key_value(subjects::TARGETS_BUCKET)
-            .await
-            .with_context(|| {
-                format!("KV vitals_targets: cannot open ({get_err}) nor create ({create_err})")
-            }),
+        Err(create_err) => js.get_key_value(name.as_str()).await.with_context(|| {
+            format!("KV {name}: cannot open ({get_err}) nor create ({create_err})")
+        }),
     }
 }

@@ -164,6 +164,26 @@ export type AlertEvent = {
    * service was retired), `restart repair` (reconciled after a monitor restart).
    */
   reason?: string | null;
+  /**
+   * Set on an event that re-announces a firing alert whose marks changed (it was
+   * silenced, unsilenced, acknowledged or uninhibited): not a new firing. Absent on
+   * the fire and the resolve themselves.
+   */
+  update?: AlertUpdate | null;
+  /**
+   * From the rule (`[severity]` in the rules file): `critical` for SERVICE_DOWN and
+   * `warning` otherwise by default. Absent from older monitors.
+   */
+  severity?: string | null;
+  /**
+   * The DOWN service this alert's service depends on (directly or through a chain)
+   * that explains it: not notified while set.
+   */
+  inhibited_by?: ServiceName | null;
+  /** A silence in KV `vitals_silences` matches it: shown, not notified. */
+  silenced?: boolean;
+  /** Who acknowledged it (`health.alert.ack`): no more reminders. */
+  acked_by?: string | null;
 };
 
 /** Rolling figures over the monitor's window. */
@@ -214,10 +234,49 @@ export type ActiveAlert = {
   value: number;
   threshold: number;
   since_ms: number;
+  /**
+   * From the rule (`[severity]` in the rules file): `critical` for SERVICE_DOWN and
+   * `warning` otherwise by default. Absent from older monitors.
+   */
+  severity?: string | null;
+  /**
+   * The DOWN service this alert's service depends on (directly or through a chain)
+   * that explains it: not notified while set.
+   */
+  inhibited_by?: ServiceName | null;
+  /** A silence in KV `vitals_silences` matches it: shown, not notified. */
+  silenced?: boolean;
+  /** Who acknowledged it (`health.alert.ack`): no more reminders. */
+  acked_by?: string | null;
 };
 
 /** Which alert event a state was written after: its `id` and `state`. */
 export type AlertMark = { id: string, state: AlertState };
+
+/**
+ * What the monitor knows about an alert beyond its condition: how bad it is, whether a
+ * person silenced or acknowledged it, and whether an upstream outage explains it.
+ * Carried by every AlertEvent and every ActiveAlert.
+ */
+export type AlertMarks = {
+  /**
+   * From the rule (`[severity]` in the rules file): `critical` for SERVICE_DOWN and
+   * `warning` otherwise by default. Absent from older monitors.
+   */
+  severity?: string | null;
+  /**
+   * The DOWN service this alert's service depends on (directly or through a chain)
+   * that explains it: not notified while set.
+   */
+  inhibited_by?: ServiceName | null;
+  /** A silence in KV `vitals_silences` matches it: shown, not notified. */
+  silenced?: boolean;
+  /** Who acknowledged it (`health.alert.ack`): no more reminders. */
+  acked_by?: string | null;
+};
+
+/** Why a firing alert was announced again (see [`AlertEvent::update`]). */
+export type AlertUpdate = "silenced" | "unsilenced" | "acked" | "uninhibited";
 
 /** A service's current state: the value in KV `health_status` and one entry of a Snapshot. */
 export type ServiceState = {
@@ -385,6 +444,71 @@ export type RetireReply = {
   /** Ids of the firing alerts that were resolved (reason `retired`). */
   resolved?: Array<string>;
   error?: string | null;
+};
+
+/**
+ * What a silence covers: services whose name matches the glob (`*` any run, `?` one
+ * character) and, when given, only that alert.
+ */
+export type SilenceMatchers = { service: string, alert?: AlertName | null };
+
+/** One silence: the value of KV key `silence.<id>`. */
+export type Silence = {
+  id: string;
+  matchers: SilenceMatchers;
+  starts_ms: number;
+  ends_ms: number;
+  created_by: string;
+  comment: string;
+};
+
+/**
+ * Body of `health.silence.create` and `POST /api/silences`. The end is `ends_ms` or
+ * `for_s` from the start (exactly one of them); the start is now unless `starts_ms`.
+ */
+export type SilenceRequest = {
+  matchers: SilenceMatchers;
+  starts_ms?: number | null;
+  ends_ms?: number | null;
+  for_s?: number | null;
+  created_by: string;
+  comment: string;
+};
+
+/** Body of `health.silence.expire` (and `DELETE /api/silences/<id>`, by path). */
+export type SilenceExpire = { id: string };
+
+/** Reply to `health.silence.create|expire` and `health.alert.ack`. */
+export type SilenceReply = { ok: boolean, id?: string | null, error?: string | null };
+
+/**
+ * Reply to `health.silence.list` and body of `GET /api/silences`: silences not yet
+ * over (active or pending), by start.
+ */
+export type SilenceList = { ok: boolean, silences: Array<Silence> };
+
+/** Body of `health.alert.ack` and `POST /api/alerts/<id>/ack` (`id` by path there). */
+export type AckRequest = {
+  /** An AlertEvent id: `service:ALERT:since_ms`. */
+  id: string;
+  by: string;
+};
+
+/** An acknowledgement: the value of KV key `ack.<service>.<ALERT>.<since_ms>`. */
+export type Ack = { id: string, by: string, at_ms: number };
+
+/** One alert transition a receiver never accepted. */
+export type DeadLetter = {
+  receiver: string;
+  /** The AlertEvent id and the transition that was not delivered. */
+  alert_id: string;
+  state: AlertState;
+  /** The last attempt's error (`status 500`, `timeout after 5000 ms`, `connect: ...`). */
+  reason: string;
+  attempts: number;
+  /** When the alert event happened and when the notifier gave up. */
+  at_ms: number;
+  dead_ms: number;
 };
 
 export type FaultMode =
