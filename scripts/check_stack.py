@@ -31,9 +31,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMS = {"auth": 3001, "billing": 3002, "notifications": 3003, "analytics": 3004}
-ROLES = ("monitor", "gateway", "simulator", "operator", "prober", "agent")
+ROLES = ("monitor", "gateway", "simulator", "operator", "prober", "agent", "notifier")
 # Ports of the parts the contract leaves to us (docs/PROTOCOL.md "Ports").
-OUR_PORTS = {"prober": 9101, "agent": 9102}
+OUR_PORTS = {"prober": 9101, "agent": 9102, "notifier": 9103}
 # One NATS user per simulated service; `simulator` (any service) is a development shortcut.
 SIM_USERS = {s: f"sim-{s}" for s in SIMS}
 
@@ -96,7 +96,7 @@ def load_compose() -> tuple[dict, dict]:
 
 def check_services(model: dict) -> None:
     services = model["services"]
-    expected = {"nats", "monitor", "gateway", "frontend", "nats-box", "prober", "agent", *SIMS}
+    expected = {"nats", "monitor", "gateway", "frontend", "nats-box", "prober", "agent", "notifier", *SIMS}
     check(set(services) == expected, "compose services are " + ", ".join(sorted(expected)),
           f"got {sorted(services)}")
     for name, svc in sorted(services.items()):
@@ -131,6 +131,18 @@ def check_services(model: dict) -> None:
           "prober: reads config/targets.compose.toml (read-only) as PROBER_TARGETS")
     check((ROOT / "config" / "targets.compose.toml").exists(), "config/targets.compose.toml exists")
     check(services["agent"].get("pid") == "host", "agent: in the host's PID namespace")
+    notifier = services["notifier"]
+    check(any(v.get("target") == notifier["environment"].get("NOTIFIER_CONFIG")
+              and v.get("source", "").endswith("notifier.compose.toml") and v.get("read_only")
+              for v in notifier.get("volumes", [])),
+          "notifier: reads config/notifier.compose.toml (read-only) as NOTIFIER_CONFIG")
+    check("http://gateway:8080/api/inbox" in read("config/notifier.compose.toml"),
+          "notifier: the default receiver is the gateway's inbox")
+    monitor = services["monitor"]
+    check(any(v.get("target") == monitor["environment"].get("MONITOR_RULES")
+              and v.get("source", "").endswith("config/rules.toml") and v.get("read_only")
+              for v in monitor.get("volumes", [])),
+          "monitor: reads config/rules.toml (read-only) as MONITOR_RULES")
     check(bool(services["gateway"]["environment"].get("VITALS_OPERATOR_TOKEN")), "gateway: has an operator token")
     origins = ",".join(services["gateway"].get("command") or [])
     for o in ("http://localhost:5173", "http://127.0.0.1:5173", "http://localhost:8080", "http://127.0.0.1:8080"):
@@ -258,7 +270,8 @@ def check_ports(model: dict) -> None:
     defaults = dict(re.findall(r'(?m)^(\w+_PORT(?:_BASE)?)="\$\{\1:-(\d+)\}"', stack))
     for var, port in (("NATS_PORT", c["nats"]), ("NATS_HTTP_PORT", c["nats-monitoring"]), ("MONITOR_PORT", c["monitor"]),
                       ("GATEWAY_PORT", c["gateway"]), ("DASHBOARD_PORT", c["dashboard"]),
-                      ("PROBER_PORT", OUR_PORTS["prober"]), ("AGENT_PORT", OUR_PORTS["agent"])):
+                      ("PROBER_PORT", OUR_PORTS["prober"]), ("AGENT_PORT", OUR_PORTS["agent"]),
+                      ("NOTIFIER_PORT", OUR_PORTS["notifier"])):
         check(defaults.get(var) == str(port), f"stack.sh {var} defaults to {port}", f"got {defaults.get(var)}")
     sims = re.search(r"(?m)^SIMS=\(([^)]*)\)", stack)
     base = int(defaults.get("SIM_PORT_BASE", "0"))
@@ -316,7 +329,8 @@ def check_users(model: dict) -> None:
     check(bool(m) and m.group(1) == "viewer", "nats.conf: no_auth_user is viewer")
 
     svc = model["services"]
-    logins = {"monitor": "monitor", "gateway": "gateway", "prober": "prober", "agent": "agent", **SIM_USERS}
+    logins = {"monitor": "monitor", "gateway": "gateway", "prober": "prober", "agent": "agent",
+              "notifier": "notifier", **SIM_USERS}
     for name, role in logins.items():
         env = svc[name]["environment"]
         check(env.get("NATS_USER") == role and env.get("NATS_PASSWORD") == users.get(role),
@@ -325,11 +339,11 @@ def check_users(model: dict) -> None:
           "compose nats-box: operator password = nats.conf")
 
     stack = read("scripts/stack.sh")
-    for role in ("monitor", "gateway", "prober", "agent", *SIM_USERS.values()):
+    for role in ("monitor", "gateway", "prober", "agent", "notifier", *SIM_USERS.values()):
         var = f"VITALS_{role.upper().replace('-', '_')}_PASSWORD"
         m = re.search(rf'\$\{{{var}:-([^}}]*)\}}', stack)
         check(bool(m) and m.group(1) == users.get(role), f"stack.sh: {role} password defaults to nats.conf's")
-    for role in ("monitor", "gateway", "prober", "agent"):
+    for role in ("monitor", "gateway", "prober", "agent", "notifier"):
         check(re.search(rf"login {role} ", stack) is not None, f"stack.sh: {role} part logs in as {role}")
     check('login "sim-$name" "$(sim_password "$name")"' in stack
           and all(re.search(rf'{s}\) echo "\$SIM_{s.upper()}_PASSWORD"', stack) for s in SIMS),

@@ -6,12 +6,15 @@
 # development passwords as docker-compose.yml and can be overridden by env:
 #   VITALS_MONITOR_PASSWORD, VITALS_GATEWAY_PASSWORD, VITALS_SIM_<SERVICE>_PASSWORD (one
 #   user per simulated service: VITALS_SIM_AUTH_PASSWORD, ..._BILLING_, ..._NOTIFICATIONS_,
-#   ..._ANALYTICS_), VITALS_PROBER_PASSWORD, VITALS_AGENT_PASSWORD, and VITALS_NATS_CONF
+#   ..._ANALYTICS_), VITALS_PROBER_PASSWORD, VITALS_AGENT_PASSWORD, VITALS_NOTIFIER_PASSWORD,
+#   and VITALS_NATS_CONF
 #   (another nats.conf, e.g. with your own passwords).
 # VITALS_OPERATOR_TOKEN is the gateway's operator token (writes: /api/targets, retiring);
 # its default is a development token, like the passwords.
 # The prober's targets file is written to the run directory from the ports in use (the four
 # simulators' /health and NATS's /healthz); VITALS_TARGETS=FILE uses your own instead.
+# The notifier's receivers file likewise (the gateway's inbox; VITALS_NOTIFIER_CONFIG=FILE),
+# and the monitor's rules are config/rules.toml (VITALS_RULES=FILE).
 # VITALS_PARTS="nats monitor ..." limits what `up` starts (default: all of PARTS below).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +25,7 @@ NATS_HTTP_PORT="${NATS_HTTP_PORT:-8222}"
 MONITOR_PORT="${MONITOR_PORT:-9100}"
 PROBER_PORT="${PROBER_PORT:-9101}"
 AGENT_PORT="${AGENT_PORT:-9102}"
+NOTIFIER_PORT="${NOTIFIER_PORT:-9103}"
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-5173}"
 SIM_PORT_BASE="${SIM_PORT_BASE:-3000}"
@@ -30,6 +34,7 @@ MONITOR_PASSWORD="${VITALS_MONITOR_PASSWORD:-monitor-dev}"
 GATEWAY_PASSWORD="${VITALS_GATEWAY_PASSWORD:-gateway-dev}"
 PROBER_PASSWORD="${VITALS_PROBER_PASSWORD:-prober-dev}"
 AGENT_PASSWORD="${VITALS_AGENT_PASSWORD:-agent-dev}"
+NOTIFIER_PASSWORD="${VITALS_NOTIFIER_PASSWORD:-notifier-dev}"
 OPERATOR_TOKEN="${VITALS_OPERATOR_TOKEN:-vitals-operator-dev}"
 # Each simulator may publish and answer only for its own service (nats.conf).
 SIM_AUTH_PASSWORD="${VITALS_SIM_AUTH_PASSWORD:-sim-auth-dev}"
@@ -37,7 +42,7 @@ SIM_BILLING_PASSWORD="${VITALS_SIM_BILLING_PASSWORD:-sim-billing-dev}"
 SIM_NOTIFICATIONS_PASSWORD="${VITALS_SIM_NOTIFICATIONS_PASSWORD:-sim-notifications-dev}"
 SIM_ANALYTICS_PASSWORD="${VITALS_SIM_ANALYTICS_PASSWORD:-sim-analytics-dev}"
 SIMS=(auth billing notifications analytics)
-PARTS=(nats monitor gateway "${SIMS[@]}" prober agent dashboard)
+PARTS=(nats monitor gateway "${SIMS[@]}" prober agent notifier dashboard)
 read -r -a UP_PARTS <<<"${VITALS_PARTS:-${PARTS[*]}}"
 
 case "$PROFILE" in debug) bin_dir="$root/target/debug" ;; *) bin_dir="$root/target/$PROFILE" ;; esac
@@ -74,6 +79,7 @@ health_url() {
     gateway) echo "http://127.0.0.1:$GATEWAY_PORT/healthz" ;;
     prober) echo "http://127.0.0.1:$PROBER_PORT/healthz" ;;
     agent) echo "http://127.0.0.1:$AGENT_PORT/healthz" ;;
+    notifier) echo "http://127.0.0.1:$NOTIFIER_PORT/healthz" ;;
     dashboard) echo "http://127.0.0.1:$DASHBOARD_PORT/" ;;
     *) echo "http://127.0.0.1:$(sim_port "$1")/healthz" ;;
   esac
@@ -101,6 +107,18 @@ write_targets() {
   echo "$file"
 }
 
+# The notifier's receivers: the gateway's local inbox (docs/ALERTING.md has Slack and
+# Alertmanager examples: config/notifier.compose.toml).
+write_receivers() {
+  local file="$RUN_DIR/notifier.toml"
+  {
+    echo "# Written by scripts/stack.sh from the ports in use; VITALS_NOTIFIER_CONFIG=FILE to use your own."
+    printf '\n[[receiver]]\nname = "inbox"\nkind = "webhook"\nurl = "http://127.0.0.1:%s/api/inbox"\n' "$GATEWAY_PORT"
+    printf '\n[[route]]\nreceivers = ["inbox"]\n'
+  } >"$file"
+  echo "$file"
+}
+
 # Credentials go through the environment (NATS_USER/NATS_PASSWORD), not argv, so `ps`
 # does not show them.
 login() { export NATS_USER="$1" NATS_PASSWORD="$2"; }
@@ -114,7 +132,8 @@ launch() {
         -sd "$RUN_DIR/jetstream" ;;
     monitor)
       login monitor "$MONITOR_PASSWORD"
-      exec "$bin_dir/monitor" --nats-url "$nats_url" --http-addr "127.0.0.1:$MONITOR_PORT" ;;
+      exec "$bin_dir/monitor" --nats-url "$nats_url" --http-addr "127.0.0.1:$MONITOR_PORT" \
+        --rules "${VITALS_RULES:-$root/config/rules.toml}" ;;
     gateway)
       login gateway "$GATEWAY_PASSWORD"
       export VITALS_OPERATOR_TOKEN="$OPERATOR_TOKEN"
@@ -129,6 +148,11 @@ launch() {
     agent)
       login agent "$AGENT_PASSWORD"
       exec "$bin_dir/agent" --nats-url "$nats_url" --http-addr "127.0.0.1:$AGENT_PORT" ;;
+    notifier)
+      login notifier "$NOTIFIER_PASSWORD"
+      exec "$bin_dir/notifier" --nats-url "$nats_url" --http-addr "127.0.0.1:$NOTIFIER_PORT" \
+        --config "${VITALS_NOTIFIER_CONFIG:-$(write_receivers)}" \
+        --external-url "http://localhost:$DASHBOARD_PORT" ;;
     dashboard)
       cd "$root/frontend"
       GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT" exec node_modules/.bin/vite preview \
@@ -217,9 +241,11 @@ Vitals is up (logs and pids in $RUN_DIR):
   simulators      auth :$(sim_port auth)  billing :$(sim_port billing)  notifications :$(sim_port notifications)  analytics :$(sim_port analytics)
   prober          http://127.0.0.1:$PROBER_PORT/metrics   (targets: KV vitals_targets; default file $RUN_DIR/targets.toml)
   agent           http://127.0.0.1:$AGENT_PORT/metrics    (this host, as service "$(hostname | tr 'A-Z' 'a-z')")
+  notifier        http://127.0.0.1:$NOTIFIER_PORT/metrics   (receivers: $RUN_DIR/notifier.toml -> the dashboard's Inbox)
 Watch:            nats sub 'health.>'       Snapshot: nats req health.snapshot ''   (no login: read-only viewer)
 Chaos:            nats req chaos.billing '{"mode":"latency","for_s":30}' --user operator --password ${VITALS_OPERATOR_PASSWORD:-operator-dev}
 Outage:           make stop S=billing   then   make start S=billing     (walk-through: docs/STACK.md)
+Silence:          nats req health.silence.create '{"matchers":{"service":"billing"},"for_s":3600,"created_by":"me"}' --user operator --password ${VITALS_OPERATOR_PASSWORD:-operator-dev}
 Watch a URL:      nats kv put vitals_targets payments '{"kind":"http","url":"https://example.com/"}' --user operator --password ${VITALS_OPERATOR_PASSWORD:-operator-dev}
                   or on the page: Operator -> token $OPERATOR_TOKEN -> "Add a service to watch"
 Stop everything:  make down
