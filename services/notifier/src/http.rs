@@ -1,0 +1,39 @@
+//! HTTP: `/healthz` (the notifier's own state) and `/metrics` (OpenMetrics text).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::metrics::Metrics;
+
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    /// Set once the consumer is reading.
+    pub running: AtomicBool,
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<Arc<HttpState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "running": s.running.load(Ordering::Relaxed),
+        "nats_connected": s.metrics.nats_connected.get() == 1,
+    }))
+}
+
+async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
+    ([(header::CONTENT_TYPE, OPENMETRICS)], s.metrics.encode()).into_response()
+}
