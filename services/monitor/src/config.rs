@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use vitals_protocol::ServiceName;
 
+use crate::deps::Dependencies;
 use crate::engine::EngineConfig;
 use crate::rules::Rules;
 
@@ -113,7 +114,7 @@ impl Config {
                 .with_context(|| format!("reading rules file {}", path.display()))?,
             None => String::new(),
         };
-        let (defaults, overrides) = parse_rules(&text, self.heartbeat_timeout_ms)?;
+        let (defaults, overrides, depends_on) = parse_rules(&text, self.heartbeat_timeout_ms)?;
         let timeout = defaults.heartbeat_timeout_ms;
         Ok(EngineConfig {
             defaults,
@@ -126,16 +127,21 @@ impl Config {
             stall_ms: (self.tick_ms * 6).max(1_500),
             retire_after_ms: self.retire_after_s * 1000,
             max_instances: self.max_instances as usize,
+            depends_on: Arc::new(depends_on),
         })
     }
 }
 
-type RuleSets = (Arc<Rules>, HashMap<String, Arc<Rules>>);
+type RuleSets = (Arc<Rules>, HashMap<String, Arc<Rules>>, Dependencies);
 
 /// Parses a rules file: top-level keys set the defaults, `[services.NAME...]` tables
-/// override them for one service (only the keys given).
+/// override them for one service (only the keys given), and `depends_on` in a service's
+/// table lists what it depends on (for inhibition; a cycle is refused).
 pub fn parse_rules(text: &str, timeout_override: Option<u64>) -> Result<RuleSets> {
     let mut file: toml::Table = text.parse().context("rules file is not valid TOML")?;
+    if file.contains_key("depends_on") {
+        bail!("depends_on belongs in a [services.NAME] table, not at the top level");
+    }
     let services = match file.remove("services") {
         Some(toml::Value::Table(t)) => t,
         Some(_) => bail!("`services` must be a table of per-service overrides"),
@@ -152,11 +158,19 @@ pub fn parse_rules(text: &str, timeout_override: Option<u64>) -> Result<RuleSets
     let defaults: Rules = base.clone().try_into().context("invalid rules")?;
     defaults.validate().map_err(anyhow::Error::msg)?;
     let mut overrides = HashMap::new();
+    let mut depends_on = std::collections::BTreeMap::new();
     for (name, patch) in services {
-        ServiceName::parse(&name).with_context(|| format!("rules override for {name:?}"))?;
-        let toml::Value::Table(patch) = patch else {
+        let service =
+            ServiceName::parse(&name).with_context(|| format!("rules override for {name:?}"))?;
+        let toml::Value::Table(mut patch) = patch else {
             bail!("services.{name} must be a table");
         };
+        if let Some(deps) = patch.remove("depends_on") {
+            depends_on.insert(service, parse_depends_on(&name, deps)?);
+        }
+        if patch.is_empty() {
+            continue;
+        }
         let mut merged = base.clone();
         merge(&mut merged, patch);
         let rules: Rules = merged
@@ -167,7 +181,22 @@ pub fn parse_rules(text: &str, timeout_override: Option<u64>) -> Result<RuleSets
             .map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
         overrides.insert(name, Arc::new(rules));
     }
-    Ok((Arc::new(defaults), overrides))
+    let depends_on = Dependencies::new(depends_on).map_err(anyhow::Error::msg)?;
+    Ok((Arc::new(defaults), overrides, depends_on))
+}
+
+fn parse_depends_on(service: &str, value: toml::Value) -> Result<Vec<ServiceName>> {
+    let toml::Value::Array(items) = value else {
+        bail!("services.{service}.depends_on must be a list of service names");
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            toml::Value::String(s) => ServiceName::parse(&s)
+                .with_context(|| format!("services.{service}.depends_on: {s:?}")),
+            other => bail!("services.{service}.depends_on: {other} is not a service name"),
+        })
+        .collect()
 }
 
 /// Deep-merges `patch` into `base` (tables merge, other values replace).
@@ -188,7 +217,8 @@ mod tests {
 
     #[test]
     fn empty_file_gives_the_documented_defaults() {
-        let (d, o) = parse_rules("", None).unwrap();
+        let (d, o, deps) = parse_rules("", None).unwrap();
+        assert!(deps.is_empty());
         assert_eq!(*d, Rules::default());
         assert!(o.is_empty());
     }
@@ -203,7 +233,7 @@ mod tests {
             fire_above = 800.0
             clear_below = 600.0
         "#;
-        let (d, o) = parse_rules(text, None).unwrap();
+        let (d, o, _) = parse_rules(text, None).unwrap();
         assert_eq!(d.heartbeat_timeout_ms, 5000);
         assert_eq!(d.cpu.fire_above, 90.0);
         assert_eq!(d.cpu.clear_below, 75.0, "unset keys keep their default");
@@ -217,8 +247,56 @@ mod tests {
     }
 
     #[test]
+    fn severity_defaults_and_merges_per_service() {
+        use vitals_protocol::AlertName;
+        let text = r#"
+            [severity]
+            HIGH_CPU = "page"
+            [services.billing.severity]
+            HIGH_LATENCY = "critical"
+        "#;
+        let (d, o, _) = parse_rules(text, None).unwrap();
+        assert_eq!(d.severity_of(AlertName::ServiceDown), "critical");
+        assert_eq!(d.severity_of(AlertName::HighCpu), "page");
+        assert_eq!(d.severity_of(AlertName::HighLatency), "warning");
+        let b = &o["billing"];
+        assert_eq!(b.severity_of(AlertName::HighLatency), "critical");
+        assert_eq!(
+            b.severity_of(AlertName::HighCpu),
+            "page",
+            "merged with the defaults"
+        );
+    }
+
+    #[test]
+    fn depends_on_is_read_per_service_and_a_cycle_is_refused_by_name() {
+        let text = r#"
+            [services.billing]
+            depends_on = ["auth", "db"]
+            [services.notifications]
+            depends_on = ["auth"]
+            [services.notifications.cpu]
+            fire_above = 95.0
+            clear_below = 90.0
+        "#;
+        let (_, o, deps) = parse_rules(text, None).unwrap();
+        let names: Vec<&str> = deps.of("billing").iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["auth", "db"]);
+        assert!(
+            !o.contains_key("billing"),
+            "a table with only depends_on overrides nothing"
+        );
+        assert_eq!(o["notifications"].cpu.fire_above, 95.0);
+        let cycle = "[services.a]\ndepends_on = [\"b\"]\n[services.b]\ndepends_on = [\"c\"]\n[services.c]\ndepends_on = [\"a\"]";
+        let err = parse_rules(cycle, None).unwrap_err().to_string();
+        assert_eq!(err, "depends_on has a cycle: a -> b -> c -> a");
+        let err = parse_rules("[services.a]\ndepends_on = [\"a\"]", None).unwrap_err();
+        assert!(err.to_string().contains("a -> a"), "{err}");
+    }
+
+    #[test]
     fn flag_overrides_the_file_timeout() {
-        let (d, _) = parse_rules("heartbeat_timeout_ms = 5000", Some(1500)).unwrap();
+        let (d, _, _) = parse_rules("heartbeat_timeout_ms = 5000", Some(1500)).unwrap();
         assert_eq!(d.heartbeat_timeout_ms, 1500);
     }
 
@@ -231,6 +309,13 @@ mod tests {
             "unknown_key = 1",
             "[cpu]\nfor_samples = 0",
             "not toml [",
+            "depends_on = [\"a\"]",
+            "[services.a]\ndepends_on = \"b\"",
+            "[services.a]\ndepends_on = [\"B!\"]",
+            "[services.a]\ndepends_on = [1]",
+            "[severity]\nSERVICE_DOWN = \"Critical\"",
+            "[severity]\nNOT_AN_ALERT = \"page\"",
+            "[services.a.severity]\nHIGH_CPU = \"\"",
         ] {
             assert!(parse_rules(bad, None).is_err(), "{bad}");
         }

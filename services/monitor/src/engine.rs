@@ -3,16 +3,17 @@
 //! Pure: no I/O and no clock reads (`now_ms` is an argument), so a property test can
 //! drive it. One task owns the engine; events come out in the order inputs went in.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use vitals_protocol::{
-    ActiveAlert, AlertEvent, AlertMark, AlertName, AlertState, Figures, HostFigures, MetricSample,
-    ProbeResult, RefusalReason, ServiceName, ServiceState, ServiceSummary, Source, Status,
-    StatusChange,
+    ActiveAlert, AlertEvent, AlertMark, AlertMarks, AlertName, AlertState, AlertUpdate, Figures,
+    HostFigures, MetricSample, ProbeResult, RefusalReason, ServiceName, ServiceState,
+    ServiceSummary, Silence, Source, Status, StatusChange,
 };
 
+use crate::deps::Dependencies;
 use crate::rules::{Edge, Metric, Rules, ThresholdState};
 use crate::window::Window;
 
@@ -53,6 +54,9 @@ pub struct EngineConfig {
     pub retire_after_ms: u64,
     /// Instances tracked per service for duplicate detection (see [`Instances`]).
     pub max_instances: usize,
+    /// `depends_on` from the rules file: an alert of a service whose dependency is DOWN is
+    /// inhibited (see [`Dependencies::root_down`]).
+    pub depends_on: Arc<Dependencies>,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             stall_ms: 1_500,
             retire_after_ms: 86_400_000,
             max_instances: DEFAULT_MAX_INSTANCES,
+            depends_on: Arc::default(),
         }
     }
 }
@@ -94,6 +99,43 @@ pub struct Engine {
     feed_stalled: bool,
     last_tick_ms: Option<u64>,
     scratch: Vec<f32>,
+    /// The silences not yet over (see [`Engine::set_silences`]).
+    silences: Vec<Silence>,
+    /// The next time a silence starts or ends: alerts are re-judged against the silences
+    /// only then (and when the set changes), not every tick.
+    silence_boundary_ms: Option<u64>,
+    /// Names of the services that are DOWN now (for inhibition).
+    down: HashSet<String>,
+}
+
+/// What a firing needs to know beyond its own service: the silences and who is DOWN.
+struct Marker<'a> {
+    silences: &'a [Silence],
+    deps: &'a Dependencies,
+    down: &'a HashSet<String>,
+}
+
+impl Marker<'_> {
+    fn marks(
+        &self,
+        service: &ServiceName,
+        rules: &Rules,
+        alert: AlertName,
+        now_ms: u64,
+    ) -> AlertMarks {
+        AlertMarks {
+            severity: Some(rules.severity_of(alert)),
+            inhibited_by: self.deps.root_down(service.as_str(), self.down),
+            silenced: silenced(self.silences, service, alert, now_ms),
+            acked_by: None,
+        }
+    }
+}
+
+fn silenced(silences: &[Silence], service: &ServiceName, alert: AlertName, now_ms: u64) -> bool {
+    silences
+        .iter()
+        .any(|s| s.silences(service.as_str(), alert, now_ms))
 }
 
 /// Instances of one service tracked at once (replicas, or overlap in a rolling restart).
@@ -155,6 +197,9 @@ impl Engine {
             feed_stalled: false,
             last_tick_ms: None,
             scratch: Vec::new(),
+            silences: Vec::new(),
+            silence_boundary_ms: None,
+            down: HashSet::new(),
         }
     }
 
@@ -218,6 +263,15 @@ impl Engine {
                 }
             }
             t.alerts = st.alerts;
+            for a in &mut t.alerts {
+                // Saved by a monitor that did not know severities.
+                if a.marks.severity.is_none() {
+                    a.marks.severity = Some(t.rules.severity_of(a.alert));
+                }
+            }
+            if t.is_down() {
+                self.down.insert(st.service.to_string());
+            }
             t.last_alert = st.last_alert;
             if st.status == Status::Down {
                 t.down_reason = st.reasons.first().cloned();
@@ -246,6 +300,11 @@ impl Engine {
             }
             false => Some(self.rules_for(&sample.service)),
         };
+        let marker = Marker {
+            silences: &self.silences,
+            deps: &self.cfg.depends_on,
+            down: &self.down,
+        };
         let t = match self.services.entry(sample.service.clone()) {
             MapEntry::Occupied(e) => e.into_mut(),
             MapEntry::Vacant(e) => {
@@ -266,6 +325,7 @@ impl Engine {
             forget_after,
             self.cfg.max_instances,
         )?;
+        let was_down = t.is_down();
         t.last_seen_ms = Some(now_ms);
         if t.instance != sample.instance {
             t.instance.clone_from(&sample.instance);
@@ -295,10 +355,10 @@ impl Engine {
 
         let mut alerts_changed = false;
         if let Some(probe) = &sample.probe {
-            alerts_changed |= t.judge_certificate(probe, now_ms, out);
+            alerts_changed |= t.judge_certificate(probe, now_ms, &marker, out);
         }
         if sample.stopping {
-            alerts_changed |= t.go_down(REASON_STOPPED.to_owned(), 0.0, None, now_ms, out);
+            alerts_changed |= t.go_down(REASON_STOPPED.to_owned(), 0.0, None, now_ms, &marker, out);
             t.recovering = 0;
         } else if let Some(probe) = failed_probe {
             t.recovering = 0;
@@ -308,9 +368,9 @@ impl Engine {
                 let why = probe.error.as_deref().unwrap_or("failed");
                 let reason = format!("probe failed: {why} ({n} in a row)");
                 let threshold = Some(f64::from(t.rules.down_after));
-                alerts_changed |= t.go_down(reason, f64::from(n), threshold, now_ms, out);
+                alerts_changed |= t.go_down(reason, f64::from(n), threshold, now_ms, &marker, out);
             } else if !t.is_down() {
-                alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, out);
+                alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, &marker, out);
             }
         } else if t.is_down() {
             t.probe_failures = 0;
@@ -327,10 +387,135 @@ impl Engine {
             }
         } else {
             t.probe_failures = 0;
-            alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, out);
+            alerts_changed |= t.judge_thresholds(now_ms, &mut self.scratch, &marker, out);
         }
         t.refresh_status(alerts_changed, now_ms, out);
+        let is_down = t.is_down();
+        if is_down != was_down {
+            self.set_down(&sample.service, is_down, now_ms, out);
+        }
         Ok(missed)
+    }
+
+    /// Records that `name` went DOWN or left it; leaving it re-judges what it inhibited.
+    fn set_down(&mut self, name: &ServiceName, down: bool, now_ms: u64, out: &mut Vec<Event>) {
+        if down {
+            self.down.insert(name.to_string());
+        } else if self.down.remove(name.as_str()) {
+            self.left_down(name, now_ms, out);
+        }
+    }
+
+    /// `gone` is no longer DOWN: each active alert it inhibited gets a new root if another
+    /// ancestor is still DOWN (stored, nothing published), else is no longer inhibited and
+    /// is announced again (`update: uninhibited`), so it is notified now.
+    fn left_down(&mut self, gone: &ServiceName, now_ms: u64, out: &mut Vec<Event>) {
+        let mut affected: Vec<ServiceName> = self
+            .services
+            .values()
+            .filter(|t| {
+                t.alerts
+                    .iter()
+                    .any(|a| a.marks.inhibited_by.as_ref() == Some(gone))
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        affected.sort_unstable();
+        for name in affected {
+            let root = self.cfg.depends_on.root_down(name.as_str(), &self.down);
+            let Some(t) = self.services.get_mut(&name) else {
+                continue;
+            };
+            let mut updates = Vec::new();
+            for a in &mut t.alerts {
+                if a.marks.inhibited_by.as_ref() == Some(gone) {
+                    a.marks.inhibited_by.clone_from(&root);
+                    if root.is_none() {
+                        updates.push(a.clone());
+                    }
+                }
+            }
+            for a in &updates {
+                t.announce(a, AlertUpdate::Uninhibited, now_ms, out);
+            }
+            out.push(Event::Stored(t.state(now_ms, &mut self.scratch)));
+        }
+    }
+
+    /// Replaces the silences (all of them: what KV `vitals_silences` holds). Every firing
+    /// alert whose silenced mark changes is announced again (`silenced` / `unsilenced`).
+    pub fn set_silences(&mut self, silences: Vec<Silence>, now_ms: u64, out: &mut Vec<Event>) {
+        self.silences = silences;
+        self.judge_silences(now_ms, out);
+    }
+
+    pub fn silences(&self) -> &[Silence] {
+        &self.silences
+    }
+
+    fn judge_silences(&mut self, now_ms: u64, out: &mut Vec<Event>) {
+        self.silences.retain(|s| s.ends_ms > now_ms);
+        self.silence_boundary_ms = self
+            .silences
+            .iter()
+            .flat_map(|s| [s.starts_ms, s.ends_ms])
+            .filter(|&t| t > now_ms)
+            .min();
+        for t in self.services.values_mut() {
+            let mut updates = Vec::new();
+            for a in &mut t.alerts {
+                let now_silenced = silenced(&self.silences, &t.name, a.alert, now_ms);
+                if now_silenced != a.marks.silenced {
+                    a.marks.silenced = now_silenced;
+                    let why = match now_silenced {
+                        true => AlertUpdate::Silenced,
+                        false => AlertUpdate::Unsilenced,
+                    };
+                    updates.push((a.clone(), why));
+                }
+            }
+            if updates.is_empty() {
+                continue;
+            }
+            for (a, why) in &updates {
+                t.announce(a, *why, now_ms, out);
+            }
+            out.push(Event::Stored(t.state(now_ms, &mut self.scratch)));
+        }
+    }
+
+    /// Marks the firing alert `alert_id` acknowledged by `by` and announces it (`acked`).
+    /// False if no such alert fires. Acknowledging again by the same person changes nothing.
+    pub fn ack(&mut self, alert_id: &str, by: &str, now_ms: u64, out: &mut Vec<Event>) -> bool {
+        let Some(service) = alert_id.split(':').next() else {
+            return false;
+        };
+        let Some(t) = ServiceName::parse(service)
+            .ok()
+            .and_then(|n| self.services.get_mut(&n))
+        else {
+            return false;
+        };
+        let Some(a) = t.alerts.iter_mut().find(|a| a.id == alert_id) else {
+            return false;
+        };
+        if a.marks.acked_by.as_deref() == Some(by) {
+            return true;
+        }
+        a.marks.acked_by = Some(by.to_owned());
+        let a = a.clone();
+        t.announce(&a, AlertUpdate::Acked, now_ms, out);
+        out.push(Event::Stored(t.state(now_ms, &mut self.scratch)));
+        true
+    }
+
+    /// Whether `alert_id` fires now.
+    pub fn is_firing(&self, alert_id: &str) -> bool {
+        let service = alert_id.split(':').next().unwrap_or("");
+        ServiceName::parse(service)
+            .ok()
+            .and_then(|n| self.services.get(&n))
+            .is_some_and(|t| t.alerts.iter().any(|a| a.id == alert_id))
     }
 
     /// Stops tracking `name`: its firing alerts resolve (reason `retired`), one
@@ -368,7 +553,10 @@ impl Engine {
             at_ms: now_ms,
             reasons: vec![why],
         }));
-        out.push(Event::Forget(t.name));
+        out.push(Event::Forget(t.name.clone()));
+        if self.down.remove(t.name.as_str()) {
+            self.left_down(&t.name, now_ms, out);
+        }
         Some(Retired {
             previous: t.status,
             resolved,
@@ -404,7 +592,11 @@ impl Engine {
         }
         self.last_tick_ms = Some(now_ms);
         self.retire_long_down(now_ms, out);
+        if self.silence_boundary_ms.is_some_and(|b| now_ms >= b) {
+            self.judge_silences(now_ms, out);
+        }
         let judging = !self.in_grace(now_ms);
+        let mut going_down: Vec<(u32, ServiceName, u64, u64)> = Vec::new();
         for t in self.services.values_mut() {
             let silent_since = t.last_seen_ms.unwrap_or(0).max(self.silence_epoch_ms);
             let silence_ms = now_ms.saturating_sub(silent_since);
@@ -412,13 +604,32 @@ impl Engine {
             if silence_ms > timeout {
                 t.recovering = 0;
                 if judging && !t.is_down() && t.status != Status::Unknown {
-                    let reason = format!("no sample for {:.1} s", silence_ms as f64 / 1000.0);
-                    let silence_s = silence_ms as f64 / 1000.0;
-                    let threshold_s = Some(timeout as f64 / 1000.0);
-                    let changed = t.go_down(reason, silence_s, threshold_s, now_ms, out);
-                    t.refresh_status(changed, now_ms, out);
+                    let depth = self.cfg.depends_on.depth(t.name.as_str());
+                    going_down.push((depth, t.name.clone(), silence_ms, timeout));
                 }
             }
+        }
+        // Roots first: a dependant going DOWN in the same tick is then inhibited by them.
+        going_down.sort_unstable();
+        for (_, name, silence_ms, timeout) in going_down {
+            let marker = Marker {
+                silences: &self.silences,
+                deps: &self.cfg.depends_on,
+                down: &self.down,
+            };
+            let Some(t) = self.services.get_mut(&name) else {
+                continue;
+            };
+            let reason = format!("no sample for {:.1} s", silence_ms as f64 / 1000.0);
+            let silence_s = silence_ms as f64 / 1000.0;
+            let threshold_s = Some(timeout as f64 / 1000.0);
+            let changed = t.go_down(reason, silence_s, threshold_s, now_ms, &marker, out);
+            t.refresh_status(changed, now_ms, out);
+            if t.is_down() {
+                self.down.insert(name.to_string());
+            }
+        }
+        for t in self.services.values_mut() {
             let summary_allowed = t
                 .last_summary_ms
                 .is_none_or(|last| now_ms.saturating_sub(last) >= self.cfg.summary_interval_ms);
@@ -584,6 +795,7 @@ impl Tracked {
         &mut self,
         now_ms: u64,
         scratch: &mut Vec<f32>,
+        marker: &Marker<'_>,
         out: &mut Vec<Event>,
     ) -> bool {
         let mut changed = false;
@@ -609,7 +821,7 @@ impl Tracked {
             };
             match self.thresholds[i].observe(&rule, observed) {
                 Some(Edge::Fire) => {
-                    changed |= self.fire(metric.alert(), value, threshold, now_ms, out)
+                    changed |= self.fire(metric.alert(), value, threshold, now_ms, marker, out)
                 }
                 Some(Edge::Resolve) => changed |= self.resolve(metric.alert(), value, now_ms, out),
                 None => {}
@@ -625,6 +837,7 @@ impl Tracked {
         &mut self,
         probe: &ProbeResult,
         now_ms: u64,
+        marker: &Marker<'_>,
         out: &mut Vec<Event>,
     ) -> bool {
         let warn_days = f64::from(probe.cert_warn_days.unwrap_or(DEFAULT_CERT_WARN_DAYS));
@@ -632,7 +845,14 @@ impl Tracked {
             Some(expires) => {
                 let days_left = (expires as f64 - now_ms as f64) / DAY_MS;
                 if days_left < warn_days {
-                    self.fire(AlertName::CertExpiring, days_left, warn_days, now_ms, out)
+                    self.fire(
+                        AlertName::CertExpiring,
+                        days_left,
+                        warn_days,
+                        now_ms,
+                        marker,
+                        out,
+                    )
                 } else {
                     self.resolve(AlertName::CertExpiring, days_left, now_ms, out)
                 }
@@ -652,6 +872,7 @@ impl Tracked {
         value: f64,
         threshold: Option<f64>,
         now_ms: u64,
+        marker: &Marker<'_>,
         out: &mut Vec<Event>,
     ) -> bool {
         if self.is_down() {
@@ -670,7 +891,14 @@ impl Tracked {
         }
         self.down_reason = Some(reason);
         let threshold = threshold.unwrap_or(self.rules.heartbeat_timeout_ms as f64 / 1000.0);
-        self.fire(AlertName::ServiceDown, value, threshold, now_ms, out)
+        self.fire(
+            AlertName::ServiceDown,
+            value,
+            threshold,
+            now_ms,
+            marker,
+            out,
+        )
     }
 
     fn fire(
@@ -679,6 +907,7 @@ impl Tracked {
         value: f64,
         threshold: f64,
         now_ms: u64,
+        marker: &Marker<'_>,
         out: &mut Vec<Event>,
     ) -> bool {
         if self.alerts.iter().any(|a| a.alert == alert) {
@@ -691,7 +920,7 @@ impl Tracked {
             value,
             threshold,
             since_ms: now_ms,
-            marks: Default::default(),
+            marks: marker.marks(&self.name, &self.rules, alert, now_ms),
         };
         let event = AlertEvent {
             id: active.id.clone(),
@@ -703,13 +932,32 @@ impl Tracked {
             since_ms: now_ms,
             at_ms: now_ms,
             reason: None,
-            marks: Default::default(),
+            marks: active.marks.clone(),
             update: None,
         };
         self.last_alert = Some(AlertMark::of(&event));
         out.push(Event::Alert(event));
         self.alerts.push(active);
         true
+    }
+
+    /// Announces a firing alert again because its marks changed (not a new firing).
+    fn announce(&mut self, a: &ActiveAlert, why: AlertUpdate, now_ms: u64, out: &mut Vec<Event>) {
+        let event = AlertEvent {
+            id: a.id.clone(),
+            service: self.name.clone(),
+            alert: a.alert,
+            state: AlertState::Firing,
+            value: a.value,
+            threshold: a.threshold,
+            since_ms: a.since_ms,
+            at_ms: now_ms,
+            reason: None,
+            marks: a.marks.clone(),
+            update: Some(why),
+        };
+        self.last_alert = Some(AlertMark::of(&event));
+        out.push(Event::Alert(event));
     }
 
     fn resolve(&mut self, alert: AlertName, value: f64, now_ms: u64, out: &mut Vec<Event>) -> bool {
@@ -727,7 +975,7 @@ impl Tracked {
             since_ms: active.since_ms,
             at_ms: now_ms,
             reason: None,
-            marks: Default::default(),
+            marks: active.marks,
             update: None,
         };
         self.last_alert = Some(AlertMark::of(&event));
@@ -855,5 +1103,7 @@ fn describe_alert(a: &ActiveAlert) -> String {
     }
 }
 
+#[cfg(test)]
+mod marks_tests;
 #[cfg(test)]
 mod tests;

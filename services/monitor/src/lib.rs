@@ -5,6 +5,7 @@
 //! that owns the engine), [`publish`], [`store`], [`http`].
 
 pub mod config;
+pub mod deps;
 pub mod engine;
 pub mod http;
 pub mod ingest;

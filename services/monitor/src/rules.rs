@@ -1,5 +1,7 @@
 //! Alert rules: thresholds with a for-count and a clear band, and the heartbeat rule. Pure.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use vitals_protocol::AlertName;
 
@@ -122,6 +124,26 @@ pub struct Rules {
     /// Apdex threshold T for samples that do not bring their own (`probe.apdex_t_ms`).
     pub apdex_t_ms: u32,
     pub apdex: ApdexRule,
+    /// `[severity]`: per alert name (`SERVICE_DOWN = "critical"`); an alert not named
+    /// gets [`default_severity`].
+    pub severity: BTreeMap<String, String>,
+}
+
+/// `critical` for SERVICE_DOWN, `warning` for everything else.
+pub fn default_severity(alert: AlertName) -> &'static str {
+    match alert {
+        AlertName::ServiceDown => "critical",
+        _ => "warning",
+    }
+}
+
+/// `^[a-z][a-z0-9_-]{0,31}$`: a label value every receiver takes as is.
+fn valid_severity(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=32).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
 }
 
 impl Default for Rules {
@@ -140,6 +162,7 @@ impl Default for Rules {
             up_after: 2,
             apdex_t_ms: 100,
             apdex: ApdexRule::default(),
+            severity: BTreeMap::new(),
         }
     }
 }
@@ -173,7 +196,24 @@ impl Rules {
                 "heartbeat_timeout_ms, recover_samples and latency_window_samples must be at least 1".into(),
             );
         }
+        for (alert, severity) in &self.severity {
+            if !AlertName::ALL.iter().any(|a| a.as_str() == alert) {
+                return Err(format!("severity: {alert:?} is not an alert name"));
+            }
+            if !valid_severity(severity) {
+                return Err(format!(
+                    "severity.{alert}: {severity:?} must match ^[a-z][a-z0-9_-]{{0,31}}$"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The severity an alert of this service carries.
+    pub fn severity_of(&self, alert: AlertName) -> String {
+        self.severity
+            .get(alert.as_str())
+            .map_or_else(|| default_severity(alert).to_owned(), Clone::clone)
     }
 
     /// How long a sender may be silent before SERVICE_DOWN: the heartbeat timeout, or
