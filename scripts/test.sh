@@ -13,6 +13,7 @@ echo "== nats-server: $("$NATS_SERVER_BIN" --version)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -c 'import nats' 2>/dev/null \
   || .venv/bin/pip install --quiet --disable-pip-version-check 'nats-py>=2.7,<3'
+ALERTMANAGER_BIN="$(scripts/ensure-alertmanager.sh)" && export ALERTMANAGER_BIN && echo "== alertmanager: $ALERTMANAGER_BIN"
 echo "== nats-py: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("nats-py"))')"
 
 echo "== build"

@@ -1,1 +1,5 @@
-mod smoke;
+mod alertmanager;
+mod config;
+mod delivery;
+mod helpers;
+mod marks;
