@@ -37,6 +37,8 @@ pub struct Ingest {
     pub tick: Duration,
     pub started_ms: u64,
     pub reads: read::Publisher,
+    /// Ids of acknowledged alerts that resolved: their KV ack is deleted off this task.
+    pub forget_acks: mpsc::Sender<String>,
 }
 
 pub struct Inputs {
@@ -113,6 +115,24 @@ impl Ingest {
                         self.reads.changed();
                         self.flush(&mut out);
                         let _ = reply.send(done);
+                    }
+                    Command::Silences(silences) => {
+                        let now = self.clock.now_ms();
+                        tracing::info!(silences = silences.len(), "silences loaded");
+                        self.engine.set_silences(silences, now, &mut out);
+                        self.reads.changed();
+                        self.flush(&mut out);
+                    }
+                    Command::Ack(ack) => {
+                        let now = self.clock.now_ms();
+                        if self.engine.ack(&ack.id, &ack.by, now, &mut out) {
+                            self.reads.changed();
+                            self.flush(&mut out);
+                        } else {
+                            // Its alert no longer fires (resolved while the ack was on its
+                            // way, or before a restart): the key is of no use now.
+                            self.forget_ack(ack.id);
+                        }
                     }
                 },
                 msg = inputs.samples.next() => {
@@ -208,7 +228,13 @@ impl Ingest {
                         vitals_protocol::AlertState::Firing => "firing",
                         vitals_protocol::AlertState::Resolved => "resolved",
                     };
-                    tracing::info!(service = %a.service, alert = %a.alert, state, value = a.value, "alert");
+                    tracing::info!(service = %a.service, alert = %a.alert, state, value = a.value, update = ?a.update, inhibited_by = ?a.marks.inhibited_by, silenced = a.marks.silenced, "alert");
+                    if a.state == vitals_protocol::AlertState::Resolved
+                        && a.marks.acked_by.is_some()
+                    {
+                        let id = a.id.clone();
+                        self.forget_ack(id);
+                    }
                     self.metrics
                         .alerts
                         .get_or_create(&AlertLabel {
@@ -222,6 +248,12 @@ impl Ingest {
             self.outbox.send(Outbound::Event(Box::new(event)));
         }
         self.metrics.services.set(self.engine.len() as i64);
+    }
+
+    fn forget_ack(&self, id: String) {
+        if self.forget_acks.try_send(id).is_err() {
+            self.metrics.ack_forget_errors.inc();
+        }
     }
 
     fn heartbeat(&self, now: u64, clock: &mut HeartbeatClock) -> MonitorHeartbeat {

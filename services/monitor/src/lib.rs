@@ -15,6 +15,7 @@ pub mod read;
 pub mod reconcile;
 pub mod requests;
 pub mod rules;
+pub mod silences;
 pub mod store;
 pub mod window;
 
@@ -40,6 +41,12 @@ use crate::requests::Handlers;
 
 /// Retiring is an operator's act: a few a second is plenty, and a loop is refused.
 const RETIRE_RATES: Rates = Rates {
+    per_asker: 5.0,
+    total: 20.0,
+};
+
+/// Silence and ack requests are operators' acts too.
+const SILENCE_RATES: Rates = Rates {
     per_asker: 5.0,
     total: 20.0,
 };
@@ -109,6 +116,15 @@ pub async fn run(
     let Some(kv) = setup.await else {
         return finish(client, server, tracker).await;
     };
+    let silences_setup = vitals_runtime::retry_until_cancelled(
+        &cancel,
+        "opening KV vitals_silences",
+        RECONNECT_BACKOFF,
+        || vitals_runtime::silences::silences_bucket(&js),
+    );
+    let Some(silences_kv) = silences_setup.await else {
+        return finish(client, server, tracker).await;
+    };
     // KV and HEALTH_EVENTS reconciled service by service (see `reconcile`).
     let restored = match store::restore(&js, &kv, &metrics, clock.now_ms()).await {
         Ok(r) => r,
@@ -135,6 +151,21 @@ pub async fn run(
         .add(subjects::RETIRE)
         .await
         .map_err(|e| anyhow::anyhow!("adding the retire endpoint: {e}"))?;
+    let mut silence_endpoints = Vec::new();
+    for (kind, subject) in [
+        (requests::SilenceEndpoint::Create, subjects::SILENCE_CREATE),
+        (requests::SilenceEndpoint::List, subjects::SILENCE_LIST),
+        (requests::SilenceEndpoint::Expire, subjects::SILENCE_EXPIRE),
+        (requests::SilenceEndpoint::Ack, subjects::ALERT_ACK),
+    ] {
+        let endpoint = service
+            .endpoint_builder()
+            .name(kind.as_str())
+            .add(subject)
+            .await
+            .map_err(|e| anyhow::anyhow!("adding the {} endpoint: {e}", kind.as_str()))?;
+        silence_endpoints.push((kind, endpoint));
+    }
 
     let mut engine = Engine::new(engine_config, clock.now_ms());
     let store::Restored {
@@ -194,6 +225,8 @@ pub async fn run(
             clock.now_ms(),
         )),
         retire_rates: std::sync::Mutex::new(RateLimiter::new(RETIRE_RATES, clock.now_ms())),
+        silences: silences_kv.clone(),
+        silence_rates: std::sync::Mutex::new(RateLimiter::new(SILENCE_RATES, clock.now_ms())),
         refusal_logged: std::sync::Mutex::new(None),
     });
     tracker.spawn(handlers.clone().serve_snapshots(
@@ -206,6 +239,29 @@ pub async fn run(
             .clone()
             .serve_retire(retire_requests, tracker.clone(), cancel.clone()),
     );
+    for (kind, endpoint) in silence_endpoints {
+        tracker.spawn(handlers.clone().serve_silences(
+            kind,
+            endpoint,
+            tracker.clone(),
+            cancel.clone(),
+        ));
+    }
+    // The watch sends through the engine's command queue, so it starts with the engine.
+    let commands = handlers.commands.clone();
+    tracker.spawn(silences::run_watch(
+        silences_kv.clone(),
+        commands,
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    let (forget_acks, forget_rx) = mpsc::channel(silences::FORGET_QUEUE);
+    tracker.spawn(silences::run_forgetter(
+        silences_kv,
+        forget_rx,
+        metrics.clone(),
+        cancel.clone(),
+    ));
     let ingest = Ingest {
         engine,
         feed_stall: Duration::from_millis(config.feed_stall_ms),
@@ -216,6 +272,7 @@ pub async fn run(
         tick: Duration::from_millis(config.tick_ms),
         started_ms,
         reads: read_publisher,
+        forget_acks,
     };
     let inputs = Inputs {
         samples,

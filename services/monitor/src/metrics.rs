@@ -74,6 +74,15 @@ pub struct Metrics {
     /// Time to judge one sample (parse, validate, evaluate), seconds: one observation per
     /// batch of samples taken from the subscription, the batch's average.
     pub eval_seconds: Histogram,
+    /// Values in KV `vitals_silences` that were refused (invalid), by kind (silence, ack).
+    pub silence_refusals: Family<ReasonLabel, Counter>,
+    /// Silence and ack requests answered `ok: false`, by endpoint and reason.
+    pub silence_request_errors: Family<EndpointReason, Counter>,
+    /// Acknowledgements of resolved alerts that could not be deleted (or were dropped
+    /// because too many waited).
+    pub ack_forget_errors: Counter,
+    /// 1 while the KV vitals_silences watch runs.
+    pub silences_watching: Gauge,
 }
 
 impl Metrics {
@@ -107,6 +116,10 @@ impl Metrics {
             restart_repairs: Family::default(),
             http_server_failures: Counter::default(),
             eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 12)),
+            silence_refusals: Family::default(),
+            silence_request_errors: Family::default(),
+            ack_forget_errors: Counter::default(),
+            silences_watching: Gauge::default(),
             registry: Registry::default(),
         };
         // Every refusal reason, status and alert appears from the start (as 0), so a
@@ -189,7 +202,14 @@ impl Metrics {
         for reason in ["busy", "no_such_page", "error", "bad_request"] {
             let _ = m.snapshot_refusals.get_or_create(&ReasonLabel { reason });
         }
-        for endpoint in ["snapshot", "retire"] {
+        for endpoint in [
+            "snapshot",
+            "retire",
+            "silence_create",
+            "silence_list",
+            "silence_expire",
+            "alert_ack",
+        ] {
             for reason in ["reply_subject", "asker_rate", "total_rate"] {
                 let _ = m
                     .request_refusals
@@ -270,6 +290,29 @@ impl Metrics {
             "eval_seconds",
             "Time to judge one sample",
             m.eval_seconds.clone(),
+        );
+        for reason in ["silence", "ack"] {
+            let _ = m.silence_refusals.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "silence_refusals",
+            "Invalid values in KV vitals_silences (ignored), by kind",
+            m.silence_refusals.clone(),
+        );
+        registry.register(
+            "silence_request_errors",
+            "Silence and ack requests answered ok:false, by endpoint and reason",
+            m.silence_request_errors.clone(),
+        );
+        registry.register(
+            "ack_forget_errors",
+            "Acknowledgements of resolved alerts that could not be deleted from KV",
+            m.ack_forget_errors.clone(),
+        );
+        registry.register(
+            "silences_watching",
+            "1 while the KV vitals_silences watch runs",
+            m.silences_watching.clone(),
         );
         Self { registry, ..m }
     }

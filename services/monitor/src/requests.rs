@@ -1,20 +1,28 @@
 //! NATS request handlers: `health.snapshot` (served from the read copy, never from the
-//! engine's task) and `health.retire` (a command to the engine). Replies that cannot be
-//! given are answered with the NATS service API error headers and a JSON body saying why.
+//! engine's task), `health.retire` (a command to the engine), and `health.silence.*` and
+//! `health.alert.ack` (written to KV `vitals_silences`, whose watch applies them; see
+//! [`crate::silences`]). Replies that cannot be given are answered with the NATS service
+//! API error headers and a JSON body saying why; silence and ack requests always get a
+//! SilenceReply (`ok: false` and the reason when refused).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::kv;
 use async_nats::service::{self, endpoint::Endpoint};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vitals_protocol::{RetireReply, RetireRequest, ServiceName, SnapshotRequest};
+use vitals_protocol::{
+    Ack, AckRequest, RetireReply, RetireRequest, ServiceName, Silence, SilenceExpire, SilenceList,
+    SilenceReply, SilenceRequest, SnapshotRequest,
+};
 use vitals_runtime::Clock;
 use vitals_runtime::requests::{self as gate, RateLimiter};
+use vitals_runtime::silences::{self as store, WriteError};
 
 use crate::metrics::Metrics;
 use crate::read::{PageError, Reads};
@@ -27,6 +35,30 @@ pub enum Command {
         why: String,
         reply: oneshot::Sender<Option<crate::engine::Retired>>,
     },
+    /// Every silence KV `vitals_silences` holds now (from its watch).
+    Silences(Vec<Silence>),
+    /// An acknowledgement put in KV `vitals_silences`.
+    Ack(Ack),
+}
+
+/// The silence and ack endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceEndpoint {
+    Create,
+    List,
+    Expire,
+    Ack,
+}
+
+impl SilenceEndpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "silence_create",
+            Self::List => "silence_list",
+            Self::Expire => "silence_expire",
+            Self::Ack => "alert_ack",
+        }
+    }
 }
 
 /// The reason on a StatusChange RETIRED asked for by an operator.
@@ -49,6 +81,10 @@ pub struct Handlers {
     pub snapshot_rates: Mutex<RateLimiter>,
     /// Retire requests (an operator's, rare): the same kind of limit, lower.
     pub retire_rates: Mutex<RateLimiter>,
+    /// KV `vitals_silences`, written by the silence and ack requests.
+    pub silences: kv::Store,
+    /// Silence and ack requests (operators', rare), all four endpoints together.
+    pub silence_rates: Mutex<RateLimiter>,
     /// When a refused request was last logged (refusals are logged at a bounded rate).
     pub refusal_logged: Mutex<Option<Instant>>,
 }
@@ -155,6 +191,126 @@ impl Handlers {
                 handlers.answer(&request, "retire", outcome).await;
             });
         }
+    }
+
+    /// Serves one of `health.silence.create|list|expire` and `health.alert.ack` until the
+    /// endpoint ends or `cancel`.
+    pub async fn serve_silences(
+        self: Arc<Self>,
+        kind: SilenceEndpoint,
+        mut endpoint: Endpoint,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) {
+        let name = kind.as_str();
+        loop {
+            let request = tokio::select! {
+                () = cancel.cancelled() => break,
+                r = endpoint.next() => match r {
+                    Some(r) => r,
+                    None => {
+                        tracing::error!(endpoint = name, "a silence endpoint closed");
+                        self.metrics.request_endpoint_closed.inc();
+                        break;
+                    }
+                },
+            };
+            if let Err(refused) = self.admit(&request, name, &self.silence_rates).await {
+                if refused == gate::Refusal::ReplySubject {
+                    continue;
+                }
+                let reply = SilenceReply::refused(format!("rate limited ({})", refused.as_str()));
+                self.answer(&request, name, Ok(encode(&reply))).await;
+                continue;
+            }
+            let handlers = self.clone();
+            tracker.spawn(async move {
+                let body = handlers
+                    .silence_request(kind, &request.message.payload)
+                    .await;
+                handlers.answer(&request, name, Ok(body)).await;
+            });
+        }
+    }
+
+    /// The reply to one silence or ack request (always a JSON body).
+    pub async fn silence_request(&self, kind: SilenceEndpoint, body: &[u8]) -> Bytes {
+        let now = self.clock.now_ms();
+        let outcome = match kind {
+            SilenceEndpoint::Create => match SilenceRequest::parse(body) {
+                Ok(req) => store::create(&self.silences, req, now)
+                    .await
+                    .map(|s| {
+                        tracing::info!(id = %s.id, service = %s.matchers.service, alert = ?s.matchers.alert, ends_ms = s.ends_ms, created_by = %s.created_by, "silence created");
+                        SilenceReply::done(s.id)
+                    })
+                    .map_err(write_refusal),
+                Err(e) => Err(("bad_request", format!("bad request: {e}"))),
+            },
+            SilenceEndpoint::List => {
+                return match store::list(&self.silences, now).await {
+                    Ok((silences, _)) => encode(&SilenceList { ok: true, silences }),
+                    Err(e) => {
+                        self.silence_refused(kind, "store");
+                        encode(&SilenceReply::refused(format!("{e:#}")))
+                    }
+                };
+            }
+            SilenceEndpoint::Expire => match SilenceExpire::parse(body) {
+                Ok(req) => match store::expire(&self.silences, &req.id).await {
+                    Ok(()) => {
+                        tracing::info!(id = %req.id, "silence expired");
+                        Ok(SilenceReply::done(req.id))
+                    }
+                    Err(WriteError::NotFound(_)) => {
+                        Err(("not_found", format!("no silence {}", req.id)))
+                    }
+                    Err(e) => Err(write_refusal(e)),
+                },
+                Err(e) => Err(("bad_request", format!("bad request: {e}"))),
+            },
+            SilenceEndpoint::Ack => match AckRequest::parse(body) {
+                Ok(req) => self.ack(req, now).await,
+                Err(e) => Err(("bad_request", format!("bad request: {e}"))),
+            },
+        };
+        let reply = outcome.unwrap_or_else(|(reason, why)| {
+            self.silence_refused(kind, reason);
+            SilenceReply::refused(why)
+        });
+        encode(&reply)
+    }
+
+    /// An ack is for an alert firing now (judged from the read copy); the KV watch then
+    /// applies it to the engine.
+    async fn ack(&self, req: AckRequest, now: u64) -> Result<SilenceReply, (&'static str, String)> {
+        let copy = self.reads.current().await;
+        let service = req.id.split(':').next().unwrap_or("");
+        let firing = copy
+            .services
+            .binary_search_by(|s| s.service.as_str().cmp(service))
+            .ok()
+            .is_some_and(|i| copy.services[i].alerts.iter().any(|a| a.id == req.id));
+        if !firing {
+            return Err(("not_found", format!("no firing alert {}", req.id)));
+        }
+        let id = req.id.clone();
+        let by = req.by.clone();
+        store::ack(&self.silences, req, now)
+            .await
+            .map_err(write_refusal)?;
+        tracing::info!(%id, %by, "alert acknowledged");
+        Ok(SilenceReply::done(id))
+    }
+
+    fn silence_refused(&self, kind: SilenceEndpoint, reason: &'static str) {
+        self.metrics
+            .silence_request_errors
+            .get_or_create(&crate::metrics::EndpointReason {
+                endpoint: kind.as_str(),
+                reason,
+            })
+            .inc();
     }
 
     /// Whether to serve `request` at all: its reply must go to an inbox (else nothing is
@@ -283,6 +439,22 @@ impl Handlers {
             tracing::warn!(endpoint, error = %e, "reply failed");
         }
     }
+}
+
+fn write_refusal(e: WriteError) -> (&'static str, String) {
+    let reason = match e {
+        WriteError::Invalid(_) => "bad_request",
+        WriteError::NotFound(_) => "not_found",
+        WriteError::Full => "full",
+        WriteError::Store(_) => "store",
+    };
+    (reason, e.to_string())
+}
+
+fn encode<T: serde::Serialize>(reply: &T) -> Bytes {
+    serde_json::to_vec(reply)
+        .map(Bytes::from)
+        .unwrap_or_default()
 }
 
 /// The service API's error headers plus a JSON body with the same text.

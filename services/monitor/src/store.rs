@@ -33,6 +33,10 @@ pub async fn ensure(js: &jetstream::Context, limits: &Limits) -> Result<kv::Stor
         max_bytes: limits.events_max_bytes,
         discard: stream::DiscardPolicy::Old,
         storage: stream::StorageType::File,
+        // `health.alert.>` also captures `health.alert.ack` requests: without this the
+        // stream would answer them with a PubAck before the monitor's reply. The monitor
+        // publishes with core NATS, so nothing waits for a stream ack.
+        no_ack: true,
         ..Default::default()
     })
     .await
