@@ -6,6 +6,7 @@ pub mod detection;
 pub mod feed;
 pub mod flood;
 pub mod ingest;
+pub mod notify;
 pub mod probe;
 pub mod raw;
 pub mod resync;

@@ -14,7 +14,8 @@ use vitals_testkit::{ChildProc, NatsServer, SOON};
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Quiet children: only their start-up lines and warnings.
-const CHILD_LOG: &str = "warn,monitor=info,monitor::ingest=warn,gateway=info,simulator=warn";
+const CHILD_LOG: &str =
+    "warn,monitor=info,monitor::ingest=warn,gateway=info,simulator=warn,notifier=info";
 
 pub struct Part {
     pub proc: ChildProc,

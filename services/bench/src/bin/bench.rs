@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench::{detection, feed, ingest, raw, resync, util};
+use bench::{detection, feed, ingest, notify, raw, resync, util};
 use clap::Parser;
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -66,6 +66,14 @@ struct Args {
     probe_targets: usize,
     #[arg(long, default_value_t = 20, requires = "probe_spread")]
     probe_secs: u64,
+    /// Only the alert delivery latency (printed as JSON): `--notify-events` alerts at
+    /// `--notify-rate` a second through the real notifier, beside a direct-POST baseline.
+    #[arg(long)]
+    notify_only: bool,
+    #[arg(long, default_value_t = 500, requires = "notify_only")]
+    notify_events: usize,
+    #[arg(long, default_value_t = 50, requires = "notify_only")]
+    notify_rate: u64,
 }
 
 struct Plan {
@@ -79,6 +87,8 @@ struct Plan {
     fanout: (usize, usize),
     detection_runs: usize,
     idle_clients: usize,
+    /// Alert events through the notifier, and their rate.
+    notify: (usize, u64),
 }
 
 impl Plan {
@@ -95,6 +105,7 @@ impl Plan {
                 fanout: (100, 1_000),
                 detection_runs: 20,
                 idle_clients: 200,
+                notify: (40, 20),
             }
         } else {
             Self {
@@ -108,6 +119,7 @@ impl Plan {
                 fanout: (1_000, 2_000),
                 detection_runs: 20,
                 idle_clients: 1_000,
+                notify: (500, 50),
             }
         }
     }
@@ -123,6 +135,7 @@ struct Results {
     fanout: feed::Fanout,
     detection: DetectionSummary,
     memory: Memory,
+    notify: notify::Notify,
 }
 
 #[derive(Debug, Serialize)]
@@ -185,6 +198,11 @@ async fn main() -> Result<()> {
     }
     if args.probe_spread {
         let run = bench::probe::run(&args.prober_bin, args.probe_targets, args.probe_secs).await?;
+        print_json(&run)?;
+        return Ok(());
+    }
+    if args.notify_only {
+        let run = notify::run(args.notify_events, args.notify_rate).await?;
         print_json(&run)?;
         return Ok(());
     }
@@ -259,6 +277,8 @@ async fn main() -> Result<()> {
         term_p99_ms: p99("term"),
         runs: det,
     };
+    step("alert delivery: notifier vs direct POST");
+    let notify = notify::run(plan.notify.0, plan.notify.1).await?;
     let results = Results {
         mode: if args.quick { "quick" } else { "full" },
         machine: Machine {
@@ -279,6 +299,7 @@ async fn main() -> Result<()> {
             gateway_bytes_per_client_large_view: gateway_bytes_large,
             gateway_large_view_services: large_view,
         },
+        notify,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -389,5 +410,33 @@ fn print_table(r: &Results) {
             r.memory.gateway_bytes_per_client_large_view
         ),
         format!("view of {} services", r.memory.gateway_large_view_services),
+    );
+    let n = &r.notify;
+    row(
+        "alert -> receiver 2xx, direct POST (p50/p99)",
+        format!("{:.1} / {:.1} ms", n.baseline.p50_ms, n.baseline.p99_ms),
+        format!("baseline, {} events at {}/s", n.events, n.rate_per_s),
+    );
+    row(
+        "alert -> receiver 2xx, group_wait 0 (p50/p99)",
+        format!(
+            "{:.1} / {:.1} ms",
+            n.group_wait_0.p50_ms, n.group_wait_0.p99_ms
+        ),
+        format!(
+            "x{:.1} p50, x{:.1} p99 vs direct",
+            n.ratio_p50_vs_baseline_gw0, n.ratio_p99_vs_baseline_gw0
+        ),
+    );
+    row(
+        "alert -> receiver 2xx, group_wait 1000 (p50/p99)",
+        format!(
+            "{:.0} / {:.0} ms",
+            n.group_wait_1000.p50_ms, n.group_wait_1000.p99_ms
+        ),
+        format!(
+            "x{:.0} p99 vs direct (the batching wait)",
+            n.ratio_p99_vs_baseline_gw1000
+        ),
     );
 }
