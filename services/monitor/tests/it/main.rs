@@ -1,5 +1,6 @@
 //! Monitor integration tests: real nats-server, real monitor and simulator processes.
 
+mod alerting;
 mod bounds;
 mod helpers;
 mod hostile;
