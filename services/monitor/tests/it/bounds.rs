@@ -161,12 +161,25 @@ async fn unreadable_kv_entries_are_counted_and_never_resolved_or_fired_for() -> 
             "id": id, "service": service, "alert": "SERVICE_DOWN", "state": "firing",
             "value": 3.1, "threshold": 3.0, "since_ms": now - 60_000, "at_ms": now - 60_000
         });
-        js.publish(
-            format!("health.alert.{service}"),
-            serde_json::to_vec(&firing)?.into(),
-        )
-        .await?
-        .await?;
+        // HEALTH_EVENTS sends no acks (no_ack): publish, then see it stored.
+        client
+            .publish(
+                format!("health.alert.{service}"),
+                serde_json::to_vec(&firing)?.into(),
+            )
+            .await?;
+        client.flush().await?;
+        let subject = format!("health.alert.{service}");
+        let stream = js.get_stream(subjects::EVENTS_STREAM).await?;
+        let stored = vitals_testkit::wait_until(SOON, || async {
+            stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+        anyhow::ensure!(stored.is_some(), "{subject} never reached HEALTH_EVENTS");
         published.push(id.clone());
         if service == "poisoned" {
             kv.put(service, serde_json::to_vec(&state(service, &id))?.into())

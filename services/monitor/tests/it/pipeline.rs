@@ -100,7 +100,17 @@ async fn four_simulators_become_healthy_and_every_view_agrees() -> anyhow::Resul
         .map(|e| e.iter().filter_map(|e| e["subject"].as_str()).collect())
         .unwrap_or_default();
     endpoints.sort_unstable();
-    assert_eq!(endpoints, ["health.retire", "health.snapshot"]);
+    assert_eq!(
+        endpoints,
+        [
+            "health.alert.ack",
+            "health.retire",
+            "health.silence.create",
+            "health.silence.expire",
+            "health.silence.list",
+            "health.snapshot"
+        ]
+    );
 
     // Nothing went DOWN along the way.
     let later = collect_for(&mut sub, Duration::from_secs(1)).await;
