@@ -442,6 +442,34 @@ impl Engine {
         }
     }
 
+    /// After a restore: an alert saved as inhibited by a service that is not DOWN now, or
+    /// that no longer explains it (the rules file changed), is judged again the same way
+    /// as when its root leaves DOWN.
+    pub fn settle_inhibitions(&mut self, now_ms: u64, out: &mut Vec<Event>) {
+        let mut stale: Vec<ServiceName> = Vec::new();
+        for t in self.services.values() {
+            for a in &t.alerts {
+                let Some(root) = &a.marks.inhibited_by else {
+                    continue;
+                };
+                let explains = self.down.contains(root.as_str())
+                    && self
+                        .cfg
+                        .depends_on
+                        .root_down(t.name.as_str(), &self.down)
+                        .as_ref()
+                        == Some(root);
+                if !explains && !stale.contains(root) {
+                    stale.push(root.clone());
+                }
+            }
+        }
+        stale.sort_unstable();
+        for root in stale {
+            self.left_down(&root, now_ms, out);
+        }
+    }
+
     /// Replaces the silences (all of them: what KV `vitals_silences` holds). Every firing
     /// alert whose silenced mark changes is announced again (`silenced` / `unsilenced`).
     pub fn set_silences(&mut self, silences: Vec<Silence>, now_ms: u64, out: &mut Vec<Event>) {

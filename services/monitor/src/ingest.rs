@@ -57,6 +57,9 @@ impl Ingest {
         let mut refusal_log = RefusalLog::default();
         let mut heartbeat = HeartbeatClock::new(self.clock.now_ms());
         let mut last_echo: Option<u64> = None;
+        self.engine
+            .settle_inhibitions(self.clock.now_ms(), &mut out);
+        self.flush(&mut out);
         loop {
             tokio::select! {
                 biased;

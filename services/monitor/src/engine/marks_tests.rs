@@ -482,3 +482,25 @@ fn marks_survive_a_restart() {
     );
     assert_eq!(u.marks.acked_by.as_deref(), Some("ann"));
 }
+
+#[test]
+fn an_inhibition_the_rules_no_longer_explain_is_lifted_after_a_restore() {
+    let mut e = with_deps(&[("b", &["a"])]);
+    let mut f = Feeder::new();
+    start(&mut e, &mut f, &["a", "b"]);
+    f.stop(&mut e, "a", 100);
+    f.stop(&mut e, "b", 200);
+    let saved = e.snapshot(300);
+    // Restarted with `depends_on` removed from the rules file.
+    let mut e2 = with_deps(&[]);
+    e2.restore(saved.clone(), 400);
+    let mut ev = Vec::new();
+    e2.settle_inhibitions(400, &mut ev);
+    assert_eq!(summary(&ev), vec![uninhibited("b")]);
+    // Restarted with the same rules: nothing to do.
+    let mut e3 = with_deps(&[("b", &["a"])]);
+    e3.restore(saved, 400);
+    let mut ev = Vec::new();
+    e3.settle_inhibitions(400, &mut ev);
+    assert!(ev.is_empty());
+}
