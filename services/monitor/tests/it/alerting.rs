@@ -566,3 +566,74 @@ async fn a_cycle_in_depends_on_stops_the_monitor_naming_it() -> Result<()> {
     );
     Ok(())
 }
+
+async fn login(nats: &NatsServer, user: &str, password: &str) -> Result<async_nats::Client> {
+    async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .connect(nats.url())
+        .await
+        .with_context(|| format!("connecting as {user}"))
+}
+
+/// The repo's nats.conf: the monitor user can serve and apply silences and acks, and the
+/// operator user can ask for them.
+#[tokio::test]
+async fn silences_and_acks_work_with_the_repo_permissions() -> Result<()> {
+    let nats = NatsServer::start_with_config(&vitals_testkit::repo_nats_conf()?)?;
+    let monitor = Monitor::start(
+        &nats,
+        &[
+            "--grace-ms",
+            "0",
+            "--nats-user",
+            "monitor",
+            "--nats-password",
+            "monitor-dev",
+        ],
+    )
+    .await?;
+    let operator = login(&nats, "operator", "operator-dev").await?;
+    let sender = login(&nats, "simulator", "simulator-dev").await?;
+    let mut alerts = operator.subscribe("health.alert.billing").await?;
+    operator.flush().await?;
+    let mut s = Sender {
+        client: &sender,
+        seq: 0,
+    };
+    s.healthy("billing").await?;
+    s.stop("billing").await?;
+    let fired = next_alert(&mut alerts, "firing", |a| a["state"] == "firing").await?;
+    let created = reply(
+        &operator,
+        subjects::SILENCE_CREATE,
+        json!({"matchers": {"service": "billing"}, "for_s": 600, "created_by": "ann"}),
+    )
+    .await?;
+    assert!(created.ok, "{created:?}");
+    next_alert(&mut alerts, "silenced", |a| a["update"] == "silenced").await?;
+    let acked = reply(
+        &operator,
+        subjects::ALERT_ACK,
+        json!({"id": fired["id"], "by": "ann"}),
+    )
+    .await?;
+    assert!(acked.ok, "{acked:?}");
+    let update = next_alert(&mut alerts, "acked", |a| a["update"] == "acked").await?;
+    assert_eq!(
+        (update["acked_by"].as_str(), update["silenced"].as_bool()),
+        (Some("ann"), Some(true))
+    );
+    let expired = reply(
+        &operator,
+        subjects::SILENCE_EXPIRE,
+        json!({"id": created.id}),
+    )
+    .await?;
+    assert!(expired.ok, "{expired:?}");
+    next_alert(&mut alerts, "unsilenced", |a| a["update"] == "unsilenced").await?;
+    assert!(
+        !monitor.proc.logs().contains("Permissions Violation"),
+        "{}",
+        monitor.proc.logs()
+    );
+    Ok(())
+}
