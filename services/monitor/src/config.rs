@@ -295,6 +295,13 @@ mod tests {
     }
 
     #[test]
+    fn the_stacks_rules_file_parses() {
+        let text = include_str!("../../../config/rules.toml");
+        let (_, _, deps) = parse_rules(text, None).unwrap();
+        assert_eq!(deps.of("billing")[0].as_str(), "auth");
+    }
+
+    #[test]
     fn flag_overrides_the_file_timeout() {
         let (d, _, _) = parse_rules("heartbeat_timeout_ms = 5000", Some(1500)).unwrap();
         assert_eq!(d.heartbeat_timeout_ms, 1500);
