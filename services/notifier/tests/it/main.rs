@@ -3,3 +3,4 @@ mod config;
 mod delivery;
 mod helpers;
 mod marks;
+mod start;
