@@ -216,12 +216,6 @@ async fn setup(js: &jetstream::Context, config: &Config) -> Result<(kv::Store, C
         .get_stream(subjects::EVENTS_STREAM)
         .await
         .context("stream HEALTH_EVENTS (made by the monitor)")?;
-    if let Ok(c) = events
-        .get_consumer::<consumer::pull::Config>(&config.durable)
-        .await
-    {
-        return Ok((notified, c, false));
-    }
     let cfg = consumer::pull::Config {
         durable_name: Some(config.durable.clone()),
         description: Some("Vitals notifier".to_owned()),
@@ -234,6 +228,19 @@ async fn setup(js: &jetstream::Context, config: &Config) -> Result<(kv::Store, C
         max_deliver: -1,
         ..Default::default()
     };
+    if let Ok(c) = events
+        .get_consumer::<consumer::pull::Config>(&config.durable)
+        .await
+    {
+        // Resumed: --ack-wait-s may have changed since it was made (an update keeps its
+        // position; if the server refuses it, the consumer as it is still works).
+        if c.cached_info().config.ack_wait != cfg.ack_wait
+            && let Err(e) = events.create_consumer(cfg).await
+        {
+            tracing::warn!(error = %e, "could not update the durable's ack_wait");
+        }
+        return Ok((notified, c, false));
+    }
     match events.create_consumer_strict(cfg).await {
         Ok(c) => {
             tracing::info!(durable = %config.durable, "created the durable consumer");

@@ -284,7 +284,11 @@ impl Notifier {
 
     /// The same notifier (binary, receivers file, durable) started again.
     pub async fn restart(&mut self, nats: &NatsServer) -> Result<()> {
-        let again = Self::start_with(nats, self._dir.clone(), self.config.clone(), &[]).await?;
+        self.restart_with(nats, &[]).await
+    }
+
+    pub async fn restart_with(&mut self, nats: &NatsServer, extra: &[&str]) -> Result<()> {
+        let again = Self::start_with(nats, self._dir.clone(), self.config.clone(), extra).await?;
         *self = again;
         Ok(())
     }

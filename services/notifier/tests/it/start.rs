@@ -98,5 +98,18 @@ async fn a_new_durable_notifies_what_fires_now_not_the_history() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let c = sink.counts();
     ensure!(c.len() == 4 && c.values().all(|&v| v == 1), "{c:?}");
+
+    // A changed --ack-wait-s is applied to the existing durable.
+    n.proc.kill();
+    n.restart_with(&nats, &["--ack-wait-s", "45"]).await?;
+    let events = jetstream::new(mon.clone())
+        .get_stream("HEALTH_EVENTS")
+        .await?;
+    let mut durable: async_nats::jetstream::consumer::PullConsumer = events
+        .get_consumer("vitals-notifier")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ack_wait = durable.info().await?.config.ack_wait;
+    ensure!(ack_wait == Duration::from_secs(45), "{ack_wait:?}");
     Ok(())
 }
