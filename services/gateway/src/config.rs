@@ -54,6 +54,13 @@ pub struct Config {
     /// service). Without it, that endpoint always answers 401.
     #[arg(long, env = "VITALS_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+    /// Serve the local inbox: `POST /api/inbox` takes the notifier's webhook JSON,
+    /// `GET /api/inbox` lists the last 200 (memory only).
+    #[arg(long, env = "GATEWAY_INBOX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub inbox: bool,
+    /// When set, `POST /api/inbox` needs `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "GATEWAY_INBOX_TOKEN", hide_env_values = true)]
+    pub inbox_token: Option<String>,
     /// Serve the built dashboard from this directory (index.html for unknown paths).
     #[arg(long, env = "GATEWAY_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -135,6 +142,9 @@ mod tests {
                 .contains(&"http://localhost:5173".to_owned())
         );
         assert!(c.token.is_none());
+        assert!(c.inbox, "the inbox is on by default");
+        let off = Config::try_parse_from(["gateway", "--inbox", "false"]).unwrap();
+        assert!(!off.inbox);
         let c = Config::try_parse_from([
             "gateway",
             "--allowed-origins",

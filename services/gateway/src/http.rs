@@ -1,5 +1,6 @@
 //! HTTP: `/ws`, `/healthz`, `/metrics`, `/api/status`, `/api/history`, `/api/targets`,
-//! `DELETE /api/services/<name>`, and optionally the built dashboard.
+//! `DELETE /api/services/<name>`, `/api/silences`, `POST /api/alerts/<id>/ack`, `/api/inbox`,
+//! and optionally the built dashboard.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -26,7 +27,7 @@ use vitals_runtime::constant_time_eq;
 use crate::history::HistoryCache;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::{targets, upgrade, ws};
+use crate::{inbox, silences, targets, upgrade, ws};
 
 /// What prometheus-client's text encoder writes (OpenMetrics 1.0, ending in `# EOF`).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -39,6 +40,8 @@ pub struct AppState {
     pub allowed_origins: Vec<String>,
     pub token: Option<String>,
     pub operator_token: Option<String>,
+    /// The local inbox (`--inbox`), or None when it is off.
+    pub inbox: Option<Arc<inbox::InboxState>>,
     pub retire_timeout: Duration,
     pub slots: Arc<Semaphore>,
     pub limits: ws::Limits,
@@ -60,6 +63,8 @@ pub fn router(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
         .route("/api/status", get(status))
         .route("/api/history", get(history))
         .route("/api/targets", get(targets::list))
+        .route("/api/silences", get(silences::list))
+        .route("/api/inbox", get(inbox::list))
         .route("/ws", get(upgrade))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // Needs the operator token (in Authorization), so not the viewer token as well.
@@ -68,13 +73,18 @@ pub fn router(state: Arc<AppState>, static_dir: Option<&Path>) -> Router {
         .route(
             "/api/targets/{name}",
             put(targets::put).delete(targets::remove),
-        );
+        )
+        .route("/api/silences", post(silences::create))
+        .route("/api/silences/{id}", delete(silences::expire))
+        .route("/api/alerts/{id}/ack", post(silences::ack));
+    // The notifier posts here with its own bearer (--inbox-token), not the viewer token.
+    let hooks = Router::new().route("/api/inbox", post(inbox::post));
     // Browsers outside the allow-list get no Access-Control-Allow-Origin, so they may
     // neither read the API nor send DELETE with credentials.
-    let api = api.merge(operator).layer(
+    let api = api.merge(operator).merge(hooks).layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::PUT, Method::DELETE])
+            .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
     );
     let router =
@@ -122,7 +132,7 @@ async fn require_token(
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

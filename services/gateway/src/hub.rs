@@ -310,6 +310,11 @@ impl Hub {
         }
     }
 
+    /// Whether the view holds this alert as firing (an ack needs it to).
+    pub fn is_firing(&self, alert_id: &str) -> bool {
+        self.view.read().is_ok_and(|v| v.is_firing(alert_id))
+    }
+
     pub fn gateway_state(&self) -> GatewayState {
         match self.view.read() {
             Ok(v) => v.gateway().clone(),

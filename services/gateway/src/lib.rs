@@ -8,7 +8,9 @@ pub mod feed;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod inbox;
 pub mod metrics;
+pub mod silences;
 pub mod targets;
 pub mod upgrade;
 pub mod view;
@@ -75,6 +77,9 @@ pub async fn run(
         allowed_origins: config.allowed_origins.clone(),
         token: config.token.clone(),
         operator_token: config.operator_token.clone(),
+        inbox: config
+            .inbox
+            .then(|| inbox::InboxState::new(config.inbox_token.clone())),
         retire_timeout: config.retire_timeout(),
         slots: Arc::new(Semaphore::new(config.max_clients)),
         limits: ws::Limits {

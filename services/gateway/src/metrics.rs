@@ -49,6 +49,10 @@ pub struct Metrics {
     pub retire_requests: Family<ReasonLabel, Counter>,
     /// `/api/targets` requests, by operation and outcome.
     pub target_requests: Family<TargetLabel, Counter>,
+    /// `/api/silences` and `/api/alerts/<id>/ack` requests, by operation and outcome.
+    pub silence_requests: Family<TargetLabel, Counter>,
+    /// `POST /api/inbox` notifications, by outcome.
+    pub inbox_posts: Family<ReasonLabel, Counter>,
     /// From a message's arrival on NATS to its frame written to a client's socket (the
     /// oldest frame of each batch written), seconds.
     pub delivery_seconds: Histogram,
@@ -79,6 +83,8 @@ impl Metrics {
             history_cache_hits: Counter::default(),
             retire_requests: Family::default(),
             target_requests: Family::default(),
+            silence_requests: Family::default(),
+            inbox_posts: Family::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         };
         for reason in REFUSALS {
@@ -86,6 +92,9 @@ impl Metrics {
         }
         for reason in DROPS {
             let _ = m.drops.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in ["ok", "bad_request"] {
+            let _ = m.inbox_posts.get_or_create(&ReasonLabel { reason });
         }
         for reason in SNAPSHOT_FAILURES {
             let _ = m.snapshot_failures.get_or_create(&ReasonLabel { reason });
@@ -193,6 +202,16 @@ impl Metrics {
             m.target_requests.clone(),
         );
         r.register(
+            "silence_requests",
+            "/api/silences and /api/alerts/<id>/ack requests, by operation (list, create, expire, ack) and outcome",
+            m.silence_requests.clone(),
+        );
+        r.register(
+            "inbox_posts",
+            "Notifications posted to /api/inbox, by outcome (ok, bad_request, too_large, unauthorized)",
+            m.inbox_posts.clone(),
+        );
+        r.register(
             "delivery_seconds",
             "From arrival on NATS to the frame written to a client's socket",
             m.delivery_seconds.clone(),
@@ -223,6 +242,18 @@ impl Metrics {
     pub fn target(&self, op: &'static str, outcome: &'static str) {
         self.target_requests
             .get_or_create(&TargetLabel { op, outcome })
+            .inc();
+    }
+
+    pub fn silence(&self, op: &'static str, outcome: &'static str) {
+        self.silence_requests
+            .get_or_create(&TargetLabel { op, outcome })
+            .inc();
+    }
+
+    pub fn inbox(&self, reason: &'static str) {
+        self.inbox_posts
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

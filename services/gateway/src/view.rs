@@ -221,11 +221,21 @@ impl View {
                 });
                 true
             }
+            // The monitor re-publishes a firing alert when its marks change (silenced,
+            // acked, inhibition lifted): the marks are replaced; a plain repeat changes nothing.
+            (AlertState::Firing, Some(i)) => {
+                let held = &mut s.alerts[i];
+                if held.marks == a.marks {
+                    return false;
+                }
+                held.marks = a.marks.clone();
+                true
+            }
             (AlertState::Resolved, Some(i)) => {
                 s.alerts.remove(i);
                 true
             }
-            // Already firing, or a resolve for an alert the view does not hold.
+            // A resolve for an alert the view does not hold.
             _ => false,
         }
     }
@@ -257,6 +267,20 @@ impl View {
             monitor_seen_ms: self.monitor_seen_ms,
             services: self.services.values().map(|s| (**s).clone()).collect(),
         }
+    }
+
+    /// Whether an alert with this id fires (its service is the id's first part).
+    pub fn is_firing(&self, alert_id: &str) -> bool {
+        let Some(service) = alert_id
+            .split(':')
+            .next()
+            .and_then(|s| ServiceName::parse(s).ok())
+        else {
+            return false;
+        };
+        self.services
+            .get(&service)
+            .is_some_and(|s| s.alerts.iter().any(|a| a.id == alert_id))
     }
 
     /// The snapshot's contents as shared pointers: cheap under a lock.
@@ -354,6 +378,56 @@ mod tests {
         assert!(v.apply(&alert("a", "x", AlertState::Resolved), 0));
         assert!(!v.apply(&alert("a", "x", AlertState::Resolved), 0));
         assert!(state_of(&v, "a").alerts.is_empty());
+    }
+
+    /// An update event (same id, marks changed) replaces the held marks and is relayed;
+    /// the same marks again change nothing; a resolve still removes the alert.
+    #[test]
+    fn a_firing_event_for_a_held_alert_replaces_its_marks() {
+        let mut v = View::new(0);
+        assert!(v.apply(&alert("a", "x", AlertState::Firing), 0));
+        let Update::Alert(mut ev) = alert("a", "x", AlertState::Firing) else {
+            unreachable!()
+        };
+        ev.marks.silenced = true;
+        ev.marks.acked_by = Some("ann".into());
+        ev.update = Some(vitals_protocol::AlertUpdate::Silenced);
+        let before = v.version();
+        assert!(v.apply(&Update::Alert(ev.clone()), 0));
+        assert!(v.version() > before);
+        let held = &state_of(&v, "a").alerts[0];
+        assert!(held.marks.silenced);
+        assert_eq!(held.marks.acked_by.as_deref(), Some("ann"));
+        assert!(
+            !v.apply(&Update::Alert(ev.clone()), 0),
+            "same marks: no change"
+        );
+        ev.marks.silenced = false;
+        ev.marks.inhibited_by = Some(name("auth"));
+        assert!(v.apply(&Update::Alert(ev), 0));
+        let held = &state_of(&v, "a").alerts[0];
+        assert!(!held.marks.silenced);
+        assert_eq!(
+            held.marks.inhibited_by.as_ref().map(|n| n.as_str()),
+            Some("auth")
+        );
+        assert_eq!(state_of(&v, "a").alerts.len(), 1, "replaced, not added");
+        assert!(!v.is_firing("x"), "the id names no service held");
+        assert!(v.apply(&alert("a", "x", AlertState::Resolved), 0));
+        assert!(state_of(&v, "a").alerts.is_empty());
+    }
+
+    #[test]
+    fn is_firing_looks_up_the_alert_under_its_service() {
+        let mut v = View::new(0);
+        assert!(!v.is_firing("a:SERVICE_DOWN:10"));
+        assert!(v.apply(&alert("a", "a:SERVICE_DOWN:10", AlertState::Firing), 0));
+        assert!(v.is_firing("a:SERVICE_DOWN:10"));
+        assert!(!v.is_firing("a:SERVICE_DOWN:11"));
+        assert!(!v.is_firing("b:SERVICE_DOWN:10"));
+        assert!(!v.is_firing("::"));
+        assert!(v.apply(&alert("a", "a:SERVICE_DOWN:10", AlertState::Resolved), 0));
+        assert!(!v.is_firing("a:SERVICE_DOWN:10"));
     }
 
     fn summary(svc: &str, seen: u64) -> Update {
