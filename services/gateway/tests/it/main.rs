@@ -2,6 +2,7 @@
 //! WebSocket clients.
 
 mod abuse;
+mod alerting;
 mod bounds;
 mod feed;
 mod hardening;
