@@ -28,7 +28,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 with_dashboard=1
 if [ ! -f "$root/frontend/dist/index.html" ] || [ ! -x "$root/frontend/node_modules/.bin/vite" ]; then
   with_dashboard=0
-  export VITALS_PARTS="nats monitor gateway auth billing notifications analytics prober agent"
+  export VITALS_PARTS="nats monitor gateway auth billing notifications analytics prober agent notifier"
   echo "note: frontend/dist or frontend/node_modules missing; the dashboard part is skipped"
 fi
 
@@ -70,10 +70,11 @@ user_of() { jq -r --arg n "$1" '[.connections[] | select(.name == $n) | .authori
 [ "$(user_of vitals-gateway)" = gateway ] || fail "gateway logged in as '$(user_of vitals-gateway)'"
 [ "$(user_of vitals-prober)" = prober ] || fail "prober logged in as '$(user_of vitals-prober)'"
 [ "$(user_of "agent $agent_service")" = agent ] || fail "agent logged in as '$(user_of "agent $agent_service")'"
+[ "$(user_of vitals-notifier)" = notifier ] || fail "notifier logged in as '$(user_of vitals-notifier)'"
 for s in auth billing notifications analytics; do
   [ "$(user_of "simulator $s")" = "sim-$s" ] || fail "simulator $s logged in as '$(user_of "simulator $s")', not sim-$s"
 done
-ok "monitor, gateway, prober, agent and each simulator logged in as its own NATS user"
+ok "monitor, gateway, prober, agent, notifier and each simulator logged in as its own NATS user"
 
 if [ "$with_dashboard" = 1 ]; then
   curl -fsS -m 2 "http://127.0.0.1:$DASHBOARD_PORT/" | grep -qi "<html" || fail "dashboard serves no page"
