@@ -308,3 +308,76 @@ async fn the_inbox_takes_webhooks_lists_them_newest_first_and_refuses_garbage() 
     assert_eq!(code, 404);
     Ok(())
 }
+
+/// The repo's nats.conf: the gateway user may read and write KV vitals_silences (creating
+/// it when the monitor has not yet) and the monitor user applies what it wrote.
+#[tokio::test]
+async fn the_api_works_with_the_repo_permissions() -> Result<()> {
+    let nats = NatsServer::start_with_config(&vitals_testkit::repo_nats_conf()?)?;
+    let gw = gateway(
+        &nats,
+        &[
+            "--operator-token",
+            TOKEN,
+            "--nats-user",
+            "gateway",
+            "--nats-password",
+            "gateway-dev",
+        ],
+    )
+    .await?;
+    // Before any monitor: the gateway creates the bucket.
+    assert_eq!(gw.get_json("/api/silences").await?["silences"], json!([]));
+    let _monitor = Proc::start(
+        "monitor",
+        &nats,
+        &["--nats-user", "monitor", "--nats-password", "monitor-dev"],
+        "monitor running",
+    )
+    .await?;
+    let sender = async_nats::ConnectOptions::with_user_and_password(
+        "simulator".into(),
+        "simulator-dev".into(),
+    )
+    .connect(nats.url())
+    .await?;
+    publish_sample(&sender, "pay", 0, false).await?;
+    publish_sample(&sender, "pay", 1, true).await?;
+    let alert = alert_where(&gw, "pay", |_| true)
+        .await
+        .context("SERVICE_DOWN never fired")?;
+    let id = alert["id"].as_str().context("alert id")?.to_owned();
+    let post = reqwest::Method::POST;
+    let body = json!({"matchers": {"service": "pay"}, "for_s": 600, "created_by": "t"}).to_string();
+    let (code, created) = call(&gw, post.clone(), "/api/silences", Some(body), Some(TOKEN)).await?;
+    assert_eq!(code, 201, "{created}");
+    alert_where(&gw, "pay", |a| a["silenced"] == true)
+        .await
+        .context("the silenced mark never reached the gateway")?;
+    let (code, acked) = call(
+        &gw,
+        post,
+        &format!("/api/alerts/{id}/ack"),
+        Some(json!({"by": "ann"}).to_string()),
+        Some(TOKEN),
+    )
+    .await?;
+    assert_eq!(code, 200, "{acked}");
+    alert_where(&gw, "pay", |a| a["acked_by"] == "ann")
+        .await
+        .context("the acked mark never reached the gateway")?;
+    let sid = created["id"].as_str().context("id")?;
+    let (code, expired) = call(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/api/silences/{sid}"),
+        None,
+        Some(TOKEN),
+    )
+    .await?;
+    assert_eq!(code, 200, "{expired}");
+    alert_where(&gw, "pay", |a| a.get("silenced").is_none())
+        .await
+        .context("the silenced mark was never lifted")?;
+    Ok(())
+}
