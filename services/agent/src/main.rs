@@ -10,15 +10,6 @@ async fn main() -> ExitCode {
     // Clap prints its own usage errors and exits 2.
     let config = Config::parse();
     vitals_runtime::init_tracing();
-    match agent::run(config, vitals_runtime::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<ConfigError>() => {
-            tracing::error!(error = %e, "refused to start");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "agent failed");
-            ExitCode::from(1)
-        }
-    }
+    let result = agent::run(config, vitals_runtime::shutdown_signal()).await;
+    vitals_runtime::lifecycle::exit_code("agent", result, |e| e.is::<ConfigError>())
 }

@@ -37,7 +37,6 @@ use crate::metrics::{Metrics, ReasonLabel};
 use crate::worker::{Item, Origin, Queue, Shared};
 
 pub const CLIENT_NAME: &str = "vitals-notifier";
-const STOP_WITHIN: Duration = Duration::from_secs(5);
 /// Messages delivered but not yet acked, at most (the receivers' queues are bounded by it).
 pub const MAX_ACK_PENDING: i64 = 20_000;
 /// NOTIFY_DEAD keeps a month, at most 64 MiB.
@@ -162,26 +161,7 @@ pub async fn run(
         () = consume(consumer, &receivers, &queues, &acker, &metrics, &cancel) => None,
     };
     cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(STOP_WITHIN, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not finish in time");
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
-    if let Some(ended) = http_died {
-        let why = match ended {
-            Ok(Ok(())) => "it stopped".to_owned(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("HTTP server died: {why}");
-    }
-    match tokio::time::timeout(STOP_WITHIN, server).await {
-        Ok(Ok(Err(e))) => Err(e).context("HTTP server"),
-        _ => Ok(()),
-    }
+    vitals_runtime::lifecycle::wind_down(&tracker, &client, http_died, server).await
 }
 
 type Consumer = consumer::Consumer<consumer::pull::Config>;

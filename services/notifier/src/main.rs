@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use notifier::{Config, ConfigError};
 
@@ -9,29 +8,9 @@ async fn main() -> ExitCode {
     // Clap prints its own usage errors and exits 2.
     let config = Config::parse();
     vitals_runtime::init_tracing();
-    let addr = config.http_addr;
-    let listener = match tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "notifier failed");
-            return ExitCode::from(1);
-        }
+    let result = match vitals_runtime::lifecycle::bind_http(config.http_addr).await {
+        Ok(listener) => notifier::run(config, listener, vitals_runtime::shutdown_signal()).await,
+        Err(e) => Err(e),
     };
-    if let Ok(local) = listener.local_addr() {
-        tracing::info!(addr = %local, "listening");
-    }
-    match notifier::run(config, listener, vitals_runtime::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<ConfigError>() => {
-            tracing::error!(error = %e, "refused to start");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "notifier failed");
-            ExitCode::from(1)
-        }
-    }
+    vitals_runtime::lifecycle::exit_code("notifier", result, |e| e.is::<ConfigError>())
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
@@ -38,8 +38,6 @@ use crate::schedule::{Applied, BoxFuture, Ctx, Runner, Scheduler, Sink};
 
 /// Client name on NATS.
 pub const CLIENT_NAME: &str = "vitals-prober";
-/// How long in-flight work may take to finish on a graceful stop.
-const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// Reads and checks the targets file; any fault is a [`ConfigError`] (exit 2).
 pub fn load_targets_file(path: &std::path::Path) -> Result<Vec<Target>, ConfigError> {
@@ -140,26 +138,7 @@ pub async fn run(
     // Probing stops first (every task awaited: nothing is sent after), then NATS drains.
     // No retire on shutdown: the targets are still wanted.
     scheduler.stop_all().await;
-    tracker.close();
-    if tokio::time::timeout(STOP_WITHIN, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not finish in time");
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
-    if let Some(ended) = http_died {
-        let why = match ended {
-            Ok(Ok(())) => "it stopped".to_owned(),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("HTTP server died: {why}");
-    }
-    match tokio::time::timeout(STOP_WITHIN, server).await {
-        Ok(Ok(Err(e))) => Err(e).context("HTTP server"),
-        _ => Ok(()),
-    }
+    vitals_runtime::lifecycle::wind_down(&tracker, &client, http_died, server).await
 }
 
 /// Applies one update; returns the services whose target was removed (to retire).

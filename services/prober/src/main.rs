@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use prober::{Config, ConfigError};
 
@@ -9,29 +8,9 @@ async fn main() -> ExitCode {
     // Clap prints its own usage errors and exits 2.
     let config = Config::parse();
     vitals_runtime::init_tracing();
-    let addr = config.http_addr;
-    let listener = match tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "prober failed");
-            return ExitCode::from(1);
-        }
+    let result = match vitals_runtime::lifecycle::bind_http(config.http_addr).await {
+        Ok(listener) => prober::run(config, listener, vitals_runtime::shutdown_signal()).await,
+        Err(e) => Err(e),
     };
-    if let Ok(local) = listener.local_addr() {
-        tracing::info!(addr = %local, "listening");
-    }
-    match prober::run(config, listener, vitals_runtime::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<ConfigError>() => {
-            tracing::error!(error = %e, "refused to start");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "prober failed");
-            ExitCode::from(1)
-        }
-    }
+    vitals_runtime::lifecycle::exit_code("prober", result, |e| e.is::<ConfigError>())
 }

@@ -2,6 +2,7 @@
 //! connection policy and an epoch-aligned monotonic clock.
 
 pub mod http;
+pub mod lifecycle;
 pub mod requests;
 pub mod silences;
 pub mod targets;
