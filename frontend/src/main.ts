@@ -4,6 +4,7 @@ import App from './App.svelte';
 import { browserDeps, Connection } from './lib/connection.svelte';
 import { parseHealthParam } from './lib/fallback';
 import { TargetsApi, type SessionStorageLike } from './lib/targets.svelte';
+import { AlertingApi, InboxApi, type AlertingDeps } from './lib/alerting.svelte';
 
 // Page parameters:
 //   ?token=T          sent to the gateway on /ws and /api (when it is configured with a token)
@@ -36,6 +37,17 @@ try {
 const targets = new TargetsApi({ apiBase: '', viewerToken: params.get('token') }, { fetch: window.fetch.bind(window), session });
 if (targets.hasToken) void targets.list();
 
+// Silences and acks use the operator token the TargetsApi holds; the inbox needs none.
+const alertingDeps: AlertingDeps = {
+  fetch: window.fetch.bind(window),
+  operatorToken: () => targets.operatorToken(),
+  setInterval: (fn, ms) => window.setInterval(fn, ms),
+  clearInterval: (h) => window.clearInterval(h as number),
+};
+const apiOpts = { apiBase: '', viewerToken: params.get('token') };
+const alerting = new AlertingApi(apiOpts, alertingDeps);
+const inbox = new InboxApi(apiOpts, alertingDeps);
+
 const target = document.getElementById('app');
 if (target === null) throw new Error('no #app element');
-mount(App, { target, props: { conn, targets } });
+mount(App, { target, props: { conn, targets, alerting, inbox } });

@@ -12,8 +12,10 @@ import type {
   ActiveAlert,
   AlertEvent,
   AlertMark,
+  AlertMarks,
   AlertName,
   AlertState,
+  AlertUpdate,
   ClientMessage,
   FeedMessage as WireFeedMessage,
   FeedSnapshot,
@@ -26,6 +28,10 @@ import type {
   ProbeResult,
   ServiceState,
   ServiceSummary,
+  Silence,
+  SilenceList,
+  SilenceMatchers,
+  SilenceReply,
   Snapshot,
   Source,
   Status,
@@ -40,8 +46,10 @@ export type {
   ActiveAlert,
   AlertEvent,
   AlertMark,
+  AlertMarks,
   AlertName,
   AlertState,
+  AlertUpdate,
   ClientMessage,
   FeedSnapshot,
   Figures,
@@ -54,6 +62,11 @@ export type {
   ServiceName,
   ServiceState,
   ServiceSummary,
+  Silence,
+  SilenceList,
+  SilenceMatchers,
+  SilenceReply,
+  SilenceRequest,
   Snapshot,
   Source,
   Status,
@@ -62,6 +75,33 @@ export type {
   TargetKind,
   TopProcess,
 } from './generated/protocol';
+
+/** One alert of an inbox notification (the gateway's `GET /api/inbox`, services/gateway/src/inbox.rs:
+ * not a protocol type, so declared here). Every field is text the gateway took from the webhook. */
+export interface InboxAlert {
+  status: 'firing' | 'resolved';
+  alertname: string;
+  service: string;
+  severity: string;
+  vitals_id: string;
+  summary: string;
+  acked_by: string;
+  starts_at: string;
+  ends_at: string;
+}
+/** One notification the gateway's local inbox received (Alertmanager webhook JSON, version 4). */
+export interface InboxNotification {
+  received_ms: number;
+  receiver: string;
+  status: 'firing' | 'resolved';
+  group_key: string;
+  alerts: InboxAlert[];
+  truncated: number;
+}
+export interface InboxList {
+  received: number;
+  notifications: InboxNotification[];
+}
 
 /** One frame of the gateway's /ws feed: a FeedMessage plus the per-connection `seq`. */
 export type FeedMessage = { seq: number } & WireFeedMessage;
@@ -81,6 +121,7 @@ const ALERT_NAME_SET: Record<AlertName, true> = {
 };
 const SOURCE_SET: Record<Source, true> = { simulator: true, probe: true, agent: true };
 const ALERT_STATE_SET: Record<AlertState, true> = { firing: true, resolved: true };
+const ALERT_UPDATE_SET: Record<AlertUpdate, true> = { silenced: true, unsilenced: true, acked: true, uninhibited: true };
 
 export const STATUSES = Object.keys(STATUS_SET) as readonly Status[];
 export const ALERT_NAMES = Object.keys(ALERT_NAME_SET) as readonly AlertName[];
@@ -264,6 +305,18 @@ const statusChange = object<StatusChange>({
   reasons: strings,
 });
 
+/** Longest severity, acknowledger and silence text shown (the protocol's bounds, 128 and 1024). */
+const MAX_MARK_LEN = 128;
+const MAX_COMMENT_LEN = 1024;
+
+/** The marks every AlertEvent and ActiveAlert carries (each absent when not set). */
+const alertMarks: Spec<AlertMarks> = {
+  severity: optional(nullable(text(MAX_MARK_LEN))),
+  inhibited_by: optional(nullable(text(MAX_MARK_LEN))),
+  silenced: optional(bool),
+  acked_by: optional(nullable(text(MAX_MARK_LEN))),
+};
+
 const alertEvent = object<AlertEvent>({
   id: str,
   service: str,
@@ -274,6 +327,8 @@ const alertEvent = object<AlertEvent>({
   since_ms: int,
   at_ms: int,
   reason: optional(nullable(str)),
+  update: optional(nullable(oneOf(ALERT_UPDATE_SET))),
+  ...alertMarks,
 });
 
 const source = oneOf(SOURCE_SET);
@@ -346,6 +401,7 @@ const activeAlert = object<ActiveAlert>({
   value: measure,
   threshold: measure,
   since_ms: int,
+  ...alertMarks,
 });
 
 const alertMark = object<AlertMark>({ id: str, state: alertState });
@@ -453,6 +509,54 @@ const targetList = object<{ targets: Target[] }>({
   targets: (v) => (Array.isArray(v) && v.length > MAX_TARGETS_LISTED ? BAD : lenientArray(target)(v)),
 });
 
+// Silences (`GET /api/silences`) and the writes' replies.
+const silenceMatchers = object<SilenceMatchers>({ service: text(MAX_MARK_LEN), alert: optional(nullable(alertName)) });
+const silence = object<Silence>({
+  id: text(64),
+  matchers: silenceMatchers,
+  starts_ms: int,
+  ends_ms: int,
+  created_by: text(MAX_MARK_LEN),
+  // Empty when none was given.
+  comment: (v) => (v === '' ? '' : text(MAX_COMMENT_LEN)(v)),
+});
+/** Most silences read from one answer (the bucket's bound). */
+export const MAX_SILENCES_LISTED = 10_000;
+const silenceList = object<SilenceList>({
+  ok: bool,
+  silences: (v) => (Array.isArray(v) && v.length > MAX_SILENCES_LISTED ? BAD : lenientArray(silence)(v)),
+});
+const silenceReply = object<SilenceReply>({ ok: bool, id: optional(nullable(str)), error: optional(nullable(str)) });
+
+// The gateway's inbox (`GET /api/inbox`): text fields may be empty (a label the sender left out).
+const inboxText: Parser<string> = (v) => (v === '' ? '' : text(512)(v));
+const firingOrResolved = oneOf<'firing' | 'resolved'>({ firing: true, resolved: true });
+const inboxAlert = object<InboxAlert>({
+  status: firingOrResolved,
+  alertname: inboxText,
+  service: inboxText,
+  severity: inboxText,
+  vitals_id: inboxText,
+  summary: inboxText,
+  acked_by: inboxText,
+  starts_at: inboxText,
+  ends_at: inboxText,
+});
+/** Most notifications and alerts read from one answer (the gateway keeps 200, of up to 100). */
+const MAX_INBOX = 1000;
+const inboxNotification = object<InboxNotification>({
+  received_ms: int,
+  receiver: inboxText,
+  status: firingOrResolved,
+  group_key: inboxText,
+  alerts: (v) => (Array.isArray(v) && v.length > MAX_INBOX ? BAD : lenientArray(inboxAlert)(v)),
+  truncated: int,
+});
+const inboxList = object<InboxList>({
+  received: int,
+  notifications: (v) => (Array.isArray(v) && v.length > MAX_INBOX ? BAD : lenientArray(inboxNotification)(v)),
+});
+
 // ---------------------------------------------------------------------------------------------
 // Exported parsers: null for anything malformed.
 
@@ -485,6 +589,11 @@ export const parseHistoryEntry = (v: unknown): HistoryEntry | null => orNull(his
 /** `GET /api/history` body; malformed entries are skipped. */
 export const parseHistory = (v: unknown): History | null => orNull(history(v));
 export const parseTarget = (v: unknown): Target | null => orNull(target(v));
+/** `GET /api/silences` body; malformed entries are skipped. */
+export const parseSilenceList = (v: unknown): SilenceList | null => orNull(silenceList(v));
+export const parseSilenceReply = (v: unknown): SilenceReply | null => orNull(silenceReply(v));
+/** `GET /api/inbox` body; malformed entries are skipped. */
+export const parseInboxList = (v: unknown): InboxList | null => orNull(inboxList(v));
 /** `GET /api/targets` body; malformed entries are skipped. */
 export const parseTargetList = (v: unknown): Target[] | null => {
   const r = targetList(v);

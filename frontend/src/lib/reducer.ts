@@ -6,6 +6,7 @@
 import type {
   ActiveAlert,
   AlertEvent,
+  AlertMarks,
   FeedMessage,
   Figures,
   GatewayState,
@@ -346,8 +347,16 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
         const base = prev ?? placeholder(d.service, d.at_ms);
         const without = base.alerts.filter((a) => a.id !== d.id);
         let alerts: readonly ActiveAlert[];
-        if (d.state === 'firing') {
-          alerts = [...without, { id: d.id, alert: d.alert, value: d.value, threshold: d.threshold, since_ms: d.since_ms }];
+        const held = base.alerts.find((a) => a.id === d.id);
+        if (d.state === 'firing' && held !== undefined) {
+          // The monitor re-announces a firing alert when its marks change (silenced, acked,
+          // inhibition lifted): marks (and figures) are replaced in place; an identical repeat
+          // changes nothing.
+          const next = withMarks({ ...held, value: d.value, threshold: d.threshold }, d);
+          if (sameMarks(held, next) && Object.is(held.value, next.value) && Object.is(held.threshold, next.threshold)) break;
+          alerts = base.alerts.map((a) => (a.id === d.id ? next : a));
+        } else if (d.state === 'firing') {
+          alerts = [...without, withMarks({ id: d.id, alert: d.alert, value: d.value, threshold: d.threshold, since_ms: d.since_ms }, d)];
         } else if (without.length !== base.alerts.length) {
           alerts = without;
         } else {
@@ -401,6 +410,25 @@ export function reduceBatch(state: DashboardState, batch: readonly Received[]): 
     clockOffsetMs,
     snapshotLocalMs,
   };
+}
+
+/** An active alert with the event's marks (those absent on the event are not set). */
+export function withMarks(a: ActiveAlert, marks: AlertMarks): ActiveAlert {
+  const out: ActiveAlert = { id: a.id, alert: a.alert, value: a.value, threshold: a.threshold, since_ms: a.since_ms };
+  if (marks.severity != null) out.severity = marks.severity;
+  if (marks.inhibited_by != null) out.inhibited_by = marks.inhibited_by;
+  if (marks.silenced === true) out.silenced = true;
+  if (marks.acked_by != null) out.acked_by = marks.acked_by;
+  return out;
+}
+
+export function sameMarks(a: AlertMarks, b: AlertMarks): boolean {
+  return (
+    (a.severity ?? null) === (b.severity ?? null) &&
+    (a.inhibited_by ?? null) === (b.inhibited_by ?? null) &&
+    (a.silenced === true) === (b.silenced === true) &&
+    (a.acked_by ?? null) === (b.acked_by ?? null)
+  );
 }
 
 function applySummary(prev: ServiceView, d: ServiceSummary, status: ShownStatus): ServiceView {

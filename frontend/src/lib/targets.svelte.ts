@@ -168,6 +168,11 @@ export class TargetsApi {
     }
   }
 
+  /** The held operator token, for the other write APIs of the page (silences, acks). */
+  operatorToken(): string | null {
+    return this.#token;
+  }
+
   #setHeld(t: string | null): void {
     this.#token = t;
     this.hasToken = t !== null;
