@@ -171,7 +171,7 @@ describe('alert delivery on the page (DOM)', () => {
     await settle();
     const items = [...target.querySelectorAll('[data-testid="inbox-item"]')];
     expect(items).toHaveLength(1);
-    expect(items[0].querySelector('.line')?.textContent).toBe('inbox: FIRING: SERVICE_DOWN auth firing critical');
+    expect(items[0]!.querySelector('.line')?.textContent).toBe('inbox: FIRING: SERVICE_DOWN auth firing critical');
     expect(target.querySelector('[data-testid="inbox"] b')).toBeNull();
     destroy();
   });

@@ -25,21 +25,21 @@ describe('marks', () => {
       snapshot(0, [serviceState('a', { status: 'DOWN', alerts: [alert({ id: 'a:SERVICE_DOWN:1', severity: 'critical', inhibited_by: 'auth' })] })]),
       NOW,
     );
-    expect(s.alerts[0].inhibited_by).toBe('auth');
-    expect(s.alerts[0].severity).toBe('critical');
+    expect(s.alerts[0]!.inhibited_by).toBe('auth');
+    expect(s.alerts[0]!.severity).toBe('critical');
     const id = 'a:SERVICE_DOWN:1';
     const before = s;
     // An update event: same id, marks changed; the alert stays one, in place.
     s = reduce(s, alertMsg(1, { service: 'a', id, since_ms: 1, value: 3, threshold: 3, severity: 'critical', silenced: true, update: 'silenced' }), NOW);
     expect(s.services.get('a')?.alerts).toHaveLength(1);
-    expect(s.alerts[0]).toMatchObject({ id, silenced: true, severity: 'critical' });
-    expect(s.alerts[0].inhibited_by).toBeUndefined();
-    expect(before.alerts[0].silenced).toBeUndefined(); // the old state is not mutated
+    expect(s.alerts[0]!).toMatchObject({ id, silenced: true, severity: 'critical' });
+    expect(s.alerts[0]!.inhibited_by).toBeUndefined();
+    expect(before.alerts[0]!.silenced).toBeUndefined(); // the old state is not mutated
     // The same marks again change nothing (same objects).
     const again = reduce(s, alertMsg(2, { service: 'a', id, since_ms: 1, value: 3, threshold: 3, severity: 'critical', silenced: true, update: 'silenced' }), NOW);
     expect(again.services).toBe(s.services);
     s = reduce(s, alertMsg(3, { service: 'a', id, since_ms: 1, value: 3, threshold: 3, severity: 'critical', silenced: true, acked_by: 'ann', update: 'acked' }), NOW);
-    expect(alertMarks(s.alerts[0]).map((m) => m.text)).toEqual(['critical', 'silenced', 'acked by ann']);
+    expect(alertMarks(s.alerts[0]!).map((m) => m.text)).toEqual(['critical', 'silenced', 'acked by ann']);
     s = reduce(s, alertMsg(4, { service: 'a', id, since_ms: 1, state: 'resolved' }), NOW);
     expect(s.alerts).toEqual([]);
   });
@@ -75,11 +75,11 @@ describe('root causes', () => {
       { root: 'auth', status: 'DOWN', dependants: ['billing', 'notifications'] },
       { root: 'db', status: 'UNKNOWN', dependants: ['analytics'] },
     ]);
-    expect(describeRootCause(causes[0])).toBe('auth DOWN, 2 dependants affected');
-    expect(describeRootCause(causes[1])).toBe('db UNKNOWN, 1 dependant affected');
+    expect(describeRootCause(causes[0]!)).toBe('auth DOWN, 2 dependants affected');
+    expect(describeRootCause(causes[1]!)).toBe('db UNKNOWN, 1 dependant affected');
     // The inhibition lifted (an "uninhibited" update): the group goes.
     s = reduce(s, alertMsg(1, { service: 'billing', id: 'billing:SERVICE_DOWN:1', since_ms: 1, value: 3, threshold: 3, update: 'uninhibited' }), NOW);
-    expect(rootCauses(s.services)[0].dependants).toEqual(['notifications']);
+    expect(rootCauses(s.services)[0]!.dependants).toEqual(['notifications']);
   });
 });
 
@@ -131,7 +131,7 @@ describe('silences and the inbox', () => {
     const list = parseInboxList(body);
     expect(list?.received).toBe(3);
     expect(list?.notifications).toHaveLength(1);
-    expect(describeNotification(list!.notifications[0])).toBe('inbox: FIRING: SERVICE_DOWN auth firing critical acked by ann');
+    expect(describeNotification(list!.notifications[0]!)).toBe('inbox: FIRING: SERVICE_DOWN auth firing critical acked by ann');
     expect(parseInboxList({ notifications: 'no' })).toBeNull();
   });
 });
@@ -217,11 +217,11 @@ describe('InboxApi', () => {
     expect(inbox.notifications).toEqual([]);
     expect(timers).toHaveLength(1);
     expect(INBOX_REFRESH_MS).toBeLessThanOrEqual(5000);
-    timers[0]();
+    timers[0]!();
     await settle();
     expect(inbox.received).toBe(2);
     inbox.close();
-    timers[0]();
+    timers[0]!();
     await settle();
     expect(calls).toHaveLength(2);
     expect(inbox.polling).toBe(false);
