@@ -4,8 +4,8 @@
 # needs when missing (chromium via apt, the npm packages); builds the debug binaries when
 # missing and frontend/dist when missing or older than frontend/src (scripts/test.sh has built
 # both; after changing Rust code, run `cargo build` first).
-# The stack includes the prober (with no file targets: the test adds one from the page) and
-# the host agent. Screenshots and timings: target/e2e/. Exits non-zero when any step fails or
+# The stack includes the prober (with no file targets: the test adds one from the page), the
+# host agent and the notifier (its receiver: the gateway's inbox). Screenshots and timings: target/e2e/. Exits non-zero when any step fails or
 # does not run (a failed step fails every later one; none is skipped).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,7 +17,7 @@ scripts/ensure-frontend.sh
 NATS_SERVER_BIN="$(scripts/ensure-nats.sh)"
 export NATS_SERVER_BIN
 
-for bin in simulator monitor gateway prober agent; do
+for bin in simulator monitor gateway prober agent notifier; do
   if [ ! -x "target/debug/$bin" ]; then
     echo "building the binaries (target/debug/$bin missing)" >&2
     cargo build --bins --quiet

@@ -643,4 +643,84 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
       await server.stop();
     }
   });
+  step('10. silence from a card, the silenced mark, expire from the list, ack and "acked by"; the inbox receives the notifier\'s notifications', '10-alerting', '10-alerting', async () => {
+    // The operator token from step 9 is still held (sessionStorage): the silence list shows.
+    await waitSel(page, '[data-testid=silences]', { state: 'visible', timeoutMs: 5000 });
+    const alert = alertSel('SERVICE_DOWN', 'billing');
+    // The inbox panel, open: read every few seconds (memory only: it holds what the notifier
+    // sent since the gateway's restart in step 6).
+    await page.locator('[data-testid=inbox] summary').click({ timeout: 5000 });
+    await waitSel(page, '[data-testid=inbox] :is([data-testid=inbox-item], [data-testid=inbox-empty])', { timeoutMs: 10_000 });
+    const resolvedBilling = '[data-testid=inbox-item][data-status=resolved]:has-text("SERVICE_DOWN billing resolved")';
+    const resolvedBefore = await page.locator(resolvedBilling).count();
+
+    let t0 = performance.now();
+    const pid = await stack.kill9('billing');
+    await waitAll('10 kill -9 billing', t0, [['billing DOWN', cardWith('billing', 'DOWN')], ['SERVICE_DOWN billing listed', alert]], 15_000);
+    await stack.waitGone(pid);
+
+    // Silence 1 h from billing's card: listed, and the monitor marks the alert silenced.
+    t0 = performance.now();
+    await page.locator(`${card('billing')} [data-testid=silence-button]`).click({ timeout: 5000 });
+    await waitAll(
+      '10 silence from the card',
+      t0,
+      [
+        ['silence listed', '[data-testid=silence][data-service=billing]'],
+        ['alert marked silenced', `${alert} [data-mark=silenced]`],
+        ['card chip marked silenced', `${card('billing')} [data-mark=silenced]`],
+      ],
+      15_000,
+    );
+    assert.equal(await page.locator(`${alert} [data-mark=silenced]`).innerText(), 'silenced');
+    await screenshot(page, '10a-silenced');
+
+    // Expire it from the list: gone from the list, the mark lifted.
+    t0 = performance.now();
+    await page.locator('[data-testid=silence][data-service=billing] [data-testid=silence-expire]').click({ timeout: 5000 });
+    await waitAll(
+      '10 expire from the list',
+      t0,
+      [
+        ['silence gone', '[data-testid=silence][data-service=billing]', 'detached'],
+        ['silenced mark gone', `${alert} [data-mark=silenced]`, 'detached'],
+      ],
+      15_000,
+    );
+
+    // Ack: "acked by dashboard" on the alert, and no Ack button any more.
+    t0 = performance.now();
+    await page.locator(`${alert} [data-testid=ack-button]`).click({ timeout: 5000 });
+    await waitAll(
+      '10 ack',
+      t0,
+      [
+        ['acked by shown', `${alert} [data-mark=acked]:text("acked by dashboard")`],
+        ['ack button gone', `${alert} [data-testid=ack-button]`, 'detached'],
+      ],
+      15_000,
+    );
+    await waitSel(page, '[data-testid=inbox-item][data-status=firing]:has-text("SERVICE_DOWN billing firing")', { timeoutMs: 20_000 });
+    await screenshot(page, '10b-acked');
+
+    // Back: HEALTHY, the alert gone, and the notifier's resolve reaches the inbox.
+    t0 = performance.now();
+    await stack.start('billing');
+    await waitAll(
+      '10 billing restarted',
+      t0,
+      [
+        ['billing HEALTHY', cardWith('billing', 'HEALTHY')],
+        ['SERVICE_DOWN billing gone', alert, 'detached'],
+      ],
+      20_000,
+    );
+    await page.waitForFunction(
+      ([sel, n]) => document.querySelectorAll(sel).length > n,
+      [resolvedBilling, resolvedBefore],
+      { timeout: 20_000 },
+    );
+    timings.add('10 billing restarted', 'resolve in the inbox', since(t0));
+    assert.equal(await page.locator('[data-testid=connection-state]').getAttribute('data-rejected'), '0', 'no feed frame refused by the parsers');
+  });
 });

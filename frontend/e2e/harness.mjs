@@ -25,6 +25,7 @@ export const PORTS = {
   PROBER_PORT: Number(process.env.E2E_PROBER_PORT ?? 29101),
   AGENT_PORT: Number(process.env.E2E_AGENT_PORT ?? 29102),
   GATEWAY_PORT: Number(process.env.E2E_GATEWAY_PORT ?? 28080),
+  NOTIFIER_PORT: Number(process.env.E2E_NOTIFIER_PORT ?? 29103),
   DASHBOARD_PORT: Number(process.env.E2E_DASHBOARD_PORT ?? 25173),
   SIM_PORT_BASE: Number(process.env.E2E_SIM_PORT_BASE ?? 23000),
 };
@@ -153,6 +154,7 @@ export class Stack {
       PORTS.PROBER_PORT,
       PORTS.AGENT_PORT,
       PORTS.GATEWAY_PORT,
+      PORTS.NOTIFIER_PORT,
       PORTS.DASHBOARD_PORT,
       ...SERVICES.map(simPort),
     ];
