@@ -2,7 +2,7 @@
 # Runs the README's stack command on spare ports, checks an outage end to end
 # (stop billing -> DOWN, start -> HEALTHY, both in the monitor's snapshot and as
 # health.status.billing on NATS, read as the anonymous viewer), that every part logged in
-# as its own NATS user, that the prober probes the simulators (billing-http DOWN when billing
+# as its own NATS user, that the notifier tells the gateway's inbox, that the prober probes the simulators (billing-http DOWN when billing
 # stops, from the probe alone) and the agent reports this host, and that `down` leaves nothing
 # running.
 # The dashboard part runs when frontend/dist and frontend/node_modules exist
@@ -12,7 +12,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export VITALS_RUN_DIR; VITALS_RUN_DIR="$(mktemp -d)"
 export VITALS_PROFILE="${VITALS_PROFILE:-debug}" VITALS_NO_BUILD=1
 export NATS_PORT=14222 NATS_HTTP_PORT=18222 MONITOR_PORT=19100 SIM_PORT_BASE=13000 GATEWAY_PORT=18080 DASHBOARD_PORT=15173
-export PROBER_PORT=19101 AGENT_PORT=19102
+export PROBER_PORT=19101 AGENT_PORT=19102 NOTIFIER_PORT=19103
 stack="$root/scripts/stack.sh"
 tail_pid=""
 cleanup() {
@@ -96,6 +96,14 @@ wait_status billing DOWN
 wait_feed billing DOWN
 [ "$(status_of auth)" = HEALTHY ] || fail "auth affected"
 ok "billing stopped -> DOWN (snapshot and health.status.billing)"
+# The notifier tells the gateway's inbox (the stack's default receiver): billing's SERVICE_DOWN.
+inbox_has() { # service alertname status
+  curl -fsS -m 2 "http://127.0.0.1:$GATEWAY_PORT/api/inbox" 2>/dev/null | jq -e --arg s "$1" --arg a "$2" --arg st "$3" \
+    '[.notifications[].alerts[] | select(.service == $s and .alertname == $a and .status == $st)] | length > 0' >/dev/null 2>&1
+}
+for i in $(seq 1 150); do inbox_has billing SERVICE_DOWN firing && break; sleep 0.1; done
+inbox_has billing SERVICE_DOWN firing || fail "no billing SERVICE_DOWN in the inbox: $(curl -fsS -m 2 "http://127.0.0.1:$GATEWAY_PORT/api/inbox")"
+ok "the notifier delivered billing's SERVICE_DOWN to the gateway's inbox"
 # The probe of billing's /health sees the same outage on its own: connection refused twice.
 wait_status billing-http DOWN
 echo "note: billing-http DOWN $(( $(date +%s%3N) - stopped_ms )) ms after billing was told to stop (interval 1 s, down_after 2)"
@@ -108,6 +116,9 @@ wait_status billing HEALTHY
 wait_feed billing HEALTHY
 wait_status billing-http HEALTHY
 ok "billing started -> HEALTHY (snapshot and health.status.billing), its probe too"
+for i in $(seq 1 150); do inbox_has billing SERVICE_DOWN resolved && break; sleep 0.1; done
+inbox_has billing SERVICE_DOWN resolved || fail "no resolved billing SERVICE_DOWN in the inbox"
+ok "and its resolve"
 [ ! -s "$VITALS_RUN_DIR/tail.err" ] || fail "the anonymous subscriber got errors: $(cat "$VITALS_RUN_DIR/tail.err")"
 kill "$tail_pid" 2>/dev/null || true
 wait "$tail_pid" 2>/dev/null || true

@@ -43,6 +43,9 @@ pub struct ChildProc {
     name: String,
     child: Child,
     output: Arc<Mutex<String>>,
+    /// The threads reading stdout and stderr: done once the process (and any child
+    /// holding its pipes) has exited and everything it wrote is in `output`.
+    drains: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ChildProc {
@@ -64,16 +67,18 @@ impl ChildProc {
         }
         let mut child = cmd.spawn().with_context(|| format!("spawning {bin}"))?;
         let output = Arc::new(Mutex::new(String::new()));
+        let mut drains = Vec::new();
         if let Some(out) = child.stdout.take() {
-            drain(out, output.clone());
+            drains.push(drain(out, output.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            drain(err, output.clone());
+            drains.push(drain(err, output.clone()));
         }
         Ok(Self {
             name: bin.to_owned(),
             child,
             output,
+            drains,
         })
     }
 
@@ -124,7 +129,8 @@ impl ChildProc {
         let _ = self.child.wait();
     }
 
-    /// Waits (bounded) for the process to exit by itself.
+    /// Waits (bounded) for the process to exit by itself, and for what it wrote last to
+    /// reach [`ChildProc::logs`] (an exit is seen before the pipes are read to the end).
     pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let child = &mut self.child;
         let status = crate::wait_until(timeout, || {
@@ -132,7 +138,15 @@ impl ChildProc {
             async move { polled }
         })
         .await;
-        status.with_context(|| format!("{} did not exit within {timeout:?}", self.name))
+        let status =
+            status.with_context(|| format!("{} did not exit within {timeout:?}", self.name))?;
+        let drains = &self.drains;
+        crate::wait_until(timeout, || {
+            let done = drains.iter().all(|d| d.is_finished()).then_some(());
+            async move { done }
+        })
+        .await;
+        Ok(status)
     }
 }
 
@@ -146,7 +160,10 @@ impl Drop for ChildProc {
     }
 }
 
-fn drain(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+fn drain(
+    stream: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -155,5 +172,5 @@ fn drain(stream: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
                 s.push('\n');
             }
         }
-    });
+    })
 }
