@@ -1,7 +1,7 @@
 # Vitals: the commands a person types.
 .PHONY: up down status stop start restart logs test lint fmt build clean-state bench bench-quick soak
 
-up:            ## build and start the native stack (nats, monitor, 4 simulators)
+up:            ## build and start the native stack (nats, monitor, gateway, 4 simulators, prober, agent, notifier, dashboard)
 	scripts/stack.sh up
 down:          ## stop everything `up` started
 	scripts/stack.sh down
