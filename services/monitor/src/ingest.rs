@@ -11,6 +11,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{MonitorHeartbeat, Refusal, RefusalReason, Status, parse_sample, subjects};
+use vitals_runtime::loglimit::LogLimiter;
 use vitals_runtime::{Clock, ConnEvent};
 
 use crate::engine::{Engine, Event};
@@ -337,21 +338,20 @@ fn refusal_detail(reason: RefusalReason) -> &'static str {
 /// Logs each refusal reason at most once per period, with how many were not logged.
 #[derive(Default)]
 struct RefusalLog {
-    last: HashMap<RefusalReason, (Option<Instant>, u64)>,
+    by_reason: HashMap<RefusalReason, LogLimiter>,
 }
 
 impl RefusalLog {
     fn note(&mut self, refusal: &Refusal, subject: &str) {
-        let now = Instant::now();
-        let (last, suppressed) = self.last.entry(refusal.reason).or_insert((None, 0));
-        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
-            *suppressed += 1;
+        let limiter = self
+            .by_reason
+            .entry(refusal.reason)
+            .or_insert_with(|| LogLimiter::new(REFUSAL_LOG_EVERY));
+        let Some(suppressed) = limiter.due() else {
             return;
-        }
+        };
         // The subject is attacker-controlled: log it escaped and bounded.
         let subject: String = subject.chars().take(80).collect();
-        tracing::warn!(reason = refusal.reason.as_str(), detail = %refusal.detail, subject = ?subject, suppressed = *suppressed, "refused sample");
-        *last = Some(now);
-        *suppressed = 0;
+        tracing::warn!(reason = refusal.reason.as_str(), detail = %refusal.detail, subject = ?subject, suppressed, "refused sample");
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::kv;
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{Ack, Silence, subjects};
 use vitals_runtime::Backoff;
+use vitals_runtime::loglimit::LogLimiter;
 
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::requests::Command;
@@ -216,24 +217,19 @@ pub async fn run_forgetter(
 }
 
 /// Refusals logged at a bounded rate, with how many were not.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    suppressed: u64,
+struct RefusalLog(LogLimiter);
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        Self(LogLimiter::new(REFUSAL_LOG_EVERY))
+    }
 }
 
 impl RefusalLog {
     fn note(&mut self, key: &str, refused: &Refused) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
-        {
-            self.suppressed += 1;
+        let Some(suppressed) = self.0.due() else {
             return;
-        }
-        self.last = Some(now);
-        let suppressed = std::mem::take(&mut self.suppressed);
+        };
         // The key came from whoever could write the bucket: shown escaped and bounded.
         let key: String = key.chars().take(80).collect();
         tracing::warn!(key = ?key, kind = refused.kind, why = %refused.why, suppressed, "refused a value in KV vitals_silences (further ones counted, logged at most every 10 s)");

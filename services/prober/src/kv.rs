@@ -10,10 +10,10 @@ use anyhow::{Context, Result};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vitals_protocol::{ServiceName, Target};
 use vitals_runtime::Backoff;
+use vitals_runtime::loglimit::LogLimiter;
 
 use crate::metrics::Metrics;
 use crate::targets::{Refusal, needs_put, parse_kv_value};
@@ -179,48 +179,20 @@ async fn send(updates: &mpsc::Sender<Update>, u: Update) -> Result<()> {
 }
 
 /// Refusals logged at a bounded rate, with how many were not.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    suppressed: u64,
+struct RefusalLog(LogLimiter);
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        Self(LogLimiter::new(REFUSAL_LOG_EVERY))
+    }
 }
 
 impl RefusalLog {
     fn log(&mut self, key: &str, refusal: &Refusal) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
-        {
-            self.suppressed += 1;
+        let Some(suppressed) = self.0.due() else {
             return;
-        }
-        self.last = Some(now);
-        let suppressed = std::mem::take(&mut self.suppressed);
+        };
         // The key is shown escaped: it came from whoever could write the bucket.
         tracing::warn!(key = ?key, reason = refusal.reason.as_str(), detail = %refusal.detail, suppressed, "target refused");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::targets::RefusalReason;
-
-    #[tokio::test(start_paused = true)]
-    async fn refusals_are_logged_at_most_once_a_second() {
-        let mut log = RefusalLog::default();
-        let r = Refusal {
-            reason: RefusalReason::Invalid,
-            detail: "x".into(),
-        };
-        log.log("a", &r);
-        for _ in 0..5 {
-            log.log("a", &r);
-        }
-        assert_eq!(log.suppressed, 5);
-        tokio::time::advance(REFUSAL_LOG_EVERY).await;
-        log.log("a", &r);
-        assert_eq!(log.suppressed, 0, "the count went out with the next line");
     }
 }

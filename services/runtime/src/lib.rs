@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod lifecycle;
+pub mod loglimit;
 pub mod requests;
 pub mod silences;
 pub mod targets;
