@@ -30,7 +30,7 @@ export const PORTS = {
   SIM_PORT_BASE: Number(process.env.E2E_SIM_PORT_BASE ?? 23000),
 };
 export const SERVICES = ['auth', 'billing', 'notifications', 'analytics'];
-export const PARTS = ['nats', 'monitor', 'gateway', ...SERVICES, 'prober', 'agent', 'dashboard'];
+export const PARTS = ['nats', 'monitor', 'gateway', ...SERVICES, 'prober', 'agent', 'notifier', 'dashboard'];
 export const simPort = (svc) => PORTS.SIM_PORT_BASE + SERVICES.indexOf(svc) + 1;
 export const DASHBOARD_URL = `http://127.0.0.1:${PORTS.DASHBOARD_PORT}/`;
 export const NATS_URL = `nats://127.0.0.1:${PORTS.NATS_PORT}`;
