@@ -727,4 +727,50 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     timings.add('10 billing restarted', 'resolve in the inbox', since(t0));
     assert.equal(await page.locator('[data-testid=connection-state]').getAttribute('data-rejected'), '0', 'no feed frame refused by the parsers');
   });
+  step('11. auth down, then billing and notifications (they depend on auth): grouped under auth ("auth DOWN, 2 dependants affected"), marked inhibited; auth back: the marks lifted', '11-root-cause', '11-root-cause', async () => {
+    const deps = ['billing', 'notifications'];
+    let t0 = performance.now();
+    const authPid = await stack.kill9('auth');
+    await waitAll('11 kill -9 auth', t0, [['auth DOWN', cardWith('auth', 'DOWN')], ['SERVICE_DOWN auth listed', alertSel('SERVICE_DOWN', 'auth')]], 15_000);
+    await stack.waitGone(authPid);
+    t0 = performance.now();
+    const pids = [];
+    for (const d of deps) pids.push(await stack.kill9(d));
+    await waitAll(
+      '11 kill -9 the dependants',
+      t0,
+      [
+        ...deps.map((d) => [`${d} inhibited by auth`, `${alertSel('SERVICE_DOWN', d)} [data-mark=inhibited]:text("inhibited by auth")`]),
+        ['grouped under auth', `${card('auth')} [data-testid=root-cause][data-dependants="2"]`],
+      ],
+      15_000,
+    );
+    for (const pid of pids) await stack.waitGone(pid);
+    const group = page.locator(`${card('auth')} [data-testid=root-cause]`);
+    assert.equal(await group.locator('summary').innerText(), 'auth DOWN, 2 dependants affected');
+    await group.locator('summary').click({ timeout: 5000 });
+    assert.deepEqual(await group.locator('[data-testid=dependant]').allInnerTexts(), deps);
+    assert.equal(await page.locator(`${alertSel('SERVICE_DOWN', 'auth')} [data-mark=inhibited]`).count(), 0, 'the root is not inhibited');
+    await screenshot(page, '11a-grouped');
+
+    // auth recovers first: the dependants still fire, no longer inhibited, and the group goes.
+    t0 = performance.now();
+    await stack.start('auth');
+    await waitAll(
+      '11 auth restarted',
+      t0,
+      [
+        ['auth HEALTHY', cardWith('auth', 'HEALTHY')],
+        ['group gone', `${card('auth')} [data-testid=root-cause]`, 'detached'],
+        ...deps.map((d) => [`${d} inhibition lifted`, `${alertSel('SERVICE_DOWN', d)} [data-mark=inhibited]`, 'detached']),
+      ],
+      20_000,
+    );
+    for (const d of deps) assert.equal(await page.locator(alertSel('SERVICE_DOWN', d)).count(), 1, `${d} still fires`);
+    t0 = performance.now();
+    for (const d of deps) await stack.start(d);
+    await waitAll('11 dependants restarted', t0, deps.map((d) => [`${d} HEALTHY`, cardWith(d, 'HEALTHY')]), 20_000);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=root-cause]').length === 0, null, { timeout: 5000 });
+    for (const s of SERVICES) assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} HEALTHY`);
+  });
 });

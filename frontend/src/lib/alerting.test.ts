@@ -90,9 +90,11 @@ describe('silences and the inbox', () => {
     const list = parseSilenceList({ ok: true, silences: [silence, { ...silence, id: 7 }, { ...silence, id: 'x', matchers: { service: 'a', alert: 'HIGH_CPU' } }] });
     expect(list?.silences.map((s) => s.id)).toEqual(['00ab', 'x']);
     expect(parseSilenceList({ ok: true })).toBeNull();
-    expect(silenceActive(silence, 150)).toBe(true);
-    expect(silenceActive(silence, 50)).toBe(false);
-    expect(silenceActive(silence, 200)).toBe(false);
+    const later = { ...silence, starts_ms: 10_000, ends_ms: 20_000 };
+    expect(silenceActive(later, 15_000)).toBe(true);
+    expect(silenceActive(later, 9_000)).toBe(true); // within the clock skew: not "starts in 1 s"
+    expect(silenceActive(later, 5_000)).toBe(false);
+    expect(silenceActive(later, 20_000)).toBe(false);
   });
 
   it('the card action asks for one hour of every alert of the service', () => {

@@ -72,9 +72,13 @@ export function describeMatchers(s: Silence): string {
   return s.matchers.alert == null ? s.matchers.service : `${s.matchers.service} · ${s.matchers.alert}`;
 }
 
+/** How far the page's estimate of the server's clock may be off: a silence that starts
+ * within this is shown as in force, not as "starts in 0 s". */
+export const CLOCK_SKEW_MS = 2000;
+
 /** Whether a silence is in force at `serverNowMs` (else it is pending). */
 export function silenceActive(s: Silence, serverNowMs: number): boolean {
-  return s.starts_ms <= serverNowMs && serverNowMs < s.ends_ms;
+  return s.starts_ms <= serverNowMs + CLOCK_SKEW_MS && serverNowMs < s.ends_ms;
 }
 
 /** One notification as a line of text: receiver, status and its alerts. */
