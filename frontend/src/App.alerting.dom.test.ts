@@ -95,6 +95,7 @@ function setup(withToken: boolean) {
         JSON.stringify({
           ok: true,
           received: 1,
+          kept: 200,
           notifications: [
             { received_ms: T0, receiver: 'inbox', status: 'firing', group_key: 'k', truncated: 0, alerts: [{ status: 'firing', alertname: 'SERVICE_DOWN', service: 'auth', severity: 'critical', vitals_id: 'auth:SERVICE_DOWN:1', summary: '<b>x</b>', acked_by: '', starts_at: '', ends_at: '' }] },
           ],

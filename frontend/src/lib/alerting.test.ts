@@ -118,6 +118,7 @@ describe('silences and the inbox', () => {
     const body = {
       ok: true,
       received: 3,
+      kept: 200,
       notifications: [
         {
           received_ms: 5,
@@ -211,7 +212,7 @@ describe('AlertingApi', () => {
 describe('InboxApi', () => {
   it('reads while open, every few seconds, and stops when closed', async () => {
     let n = 0;
-    const { d, calls, timers } = deps(() => ({ status: 200, body: { ok: true, received: ++n, notifications: [] } }));
+    const { d, calls, timers } = deps(() => ({ status: 200, body: { ok: true, received: ++n, kept: 200, notifications: [] } }));
     const inbox = new InboxApi({ apiBase: '', viewerToken: null }, d);
     inbox.open();
     await settle();

@@ -18,6 +18,9 @@ import type {
   AlertUpdate,
   ClientMessage,
   FeedMessage as WireFeedMessage,
+  InboxAlert,
+  InboxList,
+  InboxNotification,
   FeedSnapshot,
   Figures,
   GatewayState,
@@ -57,6 +60,9 @@ export type {
   History,
   HistoryEntry,
   HostFigures,
+  InboxAlert,
+  InboxList,
+  InboxNotification,
   MonitorHeartbeat,
   ProbeResult,
   ServiceName,
@@ -75,33 +81,6 @@ export type {
   TargetKind,
   TopProcess,
 } from './generated/protocol';
-
-/** One alert of an inbox notification (the gateway's `GET /api/inbox`, services/gateway/src/inbox.rs:
- * not a protocol type, so declared here). Every field is text the gateway took from the webhook. */
-export interface InboxAlert {
-  status: 'firing' | 'resolved';
-  alertname: string;
-  service: string;
-  severity: string;
-  vitals_id: string;
-  summary: string;
-  acked_by: string;
-  starts_at: string;
-  ends_at: string;
-}
-/** One notification the gateway's local inbox received (Alertmanager webhook JSON, version 4). */
-export interface InboxNotification {
-  received_ms: number;
-  receiver: string;
-  status: 'firing' | 'resolved';
-  group_key: string;
-  alerts: InboxAlert[];
-  truncated: number;
-}
-export interface InboxList {
-  received: number;
-  notifications: InboxNotification[];
-}
 
 /** One frame of the gateway's /ws feed: a FeedMessage plus the per-connection `seq`. */
 export type FeedMessage = { seq: number } & WireFeedMessage;
@@ -530,9 +509,8 @@ const silenceReply = object<SilenceReply>({ ok: bool, id: optional(nullable(str)
 
 // The gateway's inbox (`GET /api/inbox`): text fields may be empty (a label the sender left out).
 const inboxText: Parser<string> = (v) => (v === '' ? '' : text(512)(v));
-const firingOrResolved = oneOf<'firing' | 'resolved'>({ firing: true, resolved: true });
 const inboxAlert = object<InboxAlert>({
-  status: firingOrResolved,
+  status: alertState,
   alertname: inboxText,
   service: inboxText,
   severity: inboxText,
@@ -547,13 +525,15 @@ const MAX_INBOX = 1000;
 const inboxNotification = object<InboxNotification>({
   received_ms: int,
   receiver: inboxText,
-  status: firingOrResolved,
+  status: alertState,
   group_key: inboxText,
   alerts: (v) => (Array.isArray(v) && v.length > MAX_INBOX ? BAD : lenientArray(inboxAlert)(v)),
   truncated: int,
 });
 const inboxList = object<InboxList>({
+  ok: bool,
   received: int,
+  kept: int,
   notifications: (v) => (Array.isArray(v) && v.length > MAX_INBOX ? BAD : lenientArray(inboxNotification)(v)),
 });
 

@@ -133,6 +133,10 @@ pub fn typescript() -> String {
     decl::<p::AckRequest>(&cfg, out_ref);
     decl::<p::Ack>(&cfg, out_ref);
     decl::<p::DeadLetter>(&cfg, out_ref);
+    // inbox.rs
+    decl::<p::InboxList>(&cfg, out_ref);
+    decl::<p::InboxNotification>(&cfg, out_ref);
+    decl::<p::InboxAlert>(&cfg, out_ref);
     // chaos.rs
     decl::<p::FaultMode>(&cfg, out_ref);
     decl::<p::ChaosRequest>(&cfg, out_ref);
@@ -200,6 +204,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("AckRequest", schema_for::<p::AckRequest>(Read)),
         ("Ack", schema_for::<p::Ack>(Read)),
         ("DeadLetter", schema_for::<p::DeadLetter>(Written)),
+        ("InboxList", schema_for::<p::InboxList>(Written)),
     ];
     for (_, schema) in &mut out {
         // Sorted keys whatever serde_json's features, so the files only change with the types.

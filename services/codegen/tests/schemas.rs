@@ -442,8 +442,32 @@ fn alerting_values() -> Vec<(&'static str, Value)> {
         },
         ..alert(AlertState::Firing, None)
     };
+    let inbox = vitals_protocol::InboxList {
+        ok: true,
+        received: 1,
+        kept: 200,
+        notifications: vec![vitals_protocol::InboxNotification {
+            received_ms: 1_763_900_005_300,
+            receiver: "inbox".into(),
+            status: AlertState::Firing,
+            group_key: "{}/{route=0}:{receiver=\"inbox\"}".into(),
+            alerts: vec![vitals_protocol::InboxAlert {
+                status: AlertState::Firing,
+                alertname: "SERVICE_DOWN".into(),
+                service: "billing".into(),
+                severity: "critical".into(),
+                vitals_id: "billing:SERVICE_DOWN:1763900004211".into(),
+                summary: "billing is DOWN: no sample for 3.1 s".into(),
+                acked_by: String::new(),
+                starts_at: "2025-11-23T12:13:24.211Z".into(),
+                ends_at: "0001-01-01T00:00:00Z".into(),
+            }],
+            truncated: 0,
+        }],
+    };
     vec![
         ("AlertEvent", to_value(&marked)),
+        ("InboxList", to_value(&inbox)),
         ("SilenceRequest", to_value(&request)),
         ("Silence", to_value(&silence)),
         (

@@ -3,8 +3,8 @@
 //! and optionally the built dashboard.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Query, Request, State};
@@ -23,6 +23,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 use vitals_protocol::{RetireReply, RetireRequest, ServiceName, subjects};
 use vitals_runtime::constant_time_eq;
+use vitals_runtime::loglimit::LogLimiter;
 
 use crate::history::HistoryCache;
 use crate::hub::Hub;
@@ -162,7 +163,7 @@ async fn upgrade(State(s): State<Arc<AppState>>, request: Request) -> Response {
     }
     let Ok(slot) = s.slots.clone().try_acquire_owned() else {
         s.metrics.refused("capacity");
-        CAPACITY_LOG.note(Instant::now());
+        note_capacity_refusal();
         return error(StatusCode::SERVICE_UNAVAILABLE, "too many clients");
     };
     // Small buffers: a client only ever sends a resync request, and writes are flushed
@@ -343,44 +344,16 @@ fn retire_status(reply: &RetireReply, header_code: Option<u16>) -> StatusCode {
 
 /// Refusals at the connection cap come in floods: one log line per [`CAPACITY_LOG_EVERY`]
 /// at most, saying how many were not logged (every one is counted in `/metrics`).
-static CAPACITY_LOG: BoundedLog = BoundedLog::new();
+static CAPACITY_LOG: Mutex<LogLimiter> = Mutex::new(LogLimiter::new(CAPACITY_LOG_EVERY));
 const CAPACITY_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// A log line at a bounded rate: the first at once, then at most one per period, each
-/// with the number suppressed since the last.
-struct BoundedLog {
-    state: std::sync::Mutex<(Option<Instant>, u64)>,
-}
-
-impl BoundedLog {
-    const fn new() -> Self {
-        Self {
-            state: std::sync::Mutex::new((None, 0)),
-        }
-    }
-
-    /// Whether to log now, and how many were suppressed before this one.
-    fn due(&self, now: Instant, every: Duration) -> Option<u64> {
-        let mut st = self.state.lock().ok()?;
-        match st.0 {
-            Some(last) if now.duration_since(last) < every => {
-                st.1 += 1;
-                None
-            }
-            _ => {
-                st.0 = Some(now);
-                Some(std::mem::take(&mut st.1))
-            }
-        }
-    }
-
-    fn note(&self, now: Instant) {
-        if let Some(suppressed) = self.due(now, CAPACITY_LOG_EVERY) {
-            tracing::warn!(
-                suppressed,
-                "connection cap reached (--max-clients): refusing WebSocket clients with 503"
-            );
-        }
+fn note_capacity_refusal() {
+    let due = CAPACITY_LOG.lock().ok().and_then(|mut l| l.due());
+    if let Some(suppressed) = due {
+        tracing::warn!(
+            suppressed,
+            "connection cap reached (--max-clients): refusing WebSocket clients with 503"
+        );
     }
 }
 
@@ -420,19 +393,6 @@ pub(crate) fn error(code: StatusCode, why: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_capacity_log_is_bounded_and_counts_what_it_suppressed() {
-        let log = BoundedLog::new();
-        let t0 = Instant::now();
-        let every = Duration::from_secs(10);
-        assert_eq!(log.due(t0, every), Some(0));
-        for i in 1..=500 {
-            assert_eq!(log.due(t0 + Duration::from_millis(i), every), None);
-        }
-        assert_eq!(log.due(t0 + every, every), Some(500));
-        assert_eq!(log.due(t0 + every + Duration::from_secs(1), every), None);
-    }
 
     #[test]
     fn origins_are_checked_exactly() {

@@ -11,7 +11,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use vitals_protocol::{AlertState, InboxAlert, InboxList, InboxNotification};
 use vitals_runtime::constant_time_eq;
 
 use crate::http::{AppState, bearer, error};
@@ -54,42 +55,20 @@ struct WebhookAlert {
     ends_at: String,
 }
 
-/// One received notification, as `GET /api/inbox` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Notification {
-    pub received_ms: u64,
-    pub receiver: String,
-    /// `firing` | `resolved`.
-    pub status: String,
-    pub group_key: String,
-    pub alerts: Vec<InboxAlert>,
-    /// Alerts the sender left out plus those beyond what the inbox keeps.
-    pub truncated: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InboxAlert {
-    pub status: String,
-    pub alertname: String,
-    pub service: String,
-    pub severity: String,
-    pub vitals_id: String,
-    pub summary: String,
-    pub acked_by: String,
-    pub starts_at: String,
-    pub ends_at: String,
-}
-
 fn clip(s: &str) -> String {
     s.chars().take(MAX_TEXT).collect()
 }
 
-fn state_ok(s: &str) -> bool {
-    s == "firing" || s == "resolved"
+fn state(s: &str) -> Option<AlertState> {
+    match s {
+        "firing" => Some(AlertState::Firing),
+        "resolved" => Some(AlertState::Resolved),
+        _ => None,
+    }
 }
 
 /// Parses and checks one webhook body; the reason when it is refused.
-pub fn parse(body: &[u8], received_ms: u64) -> Result<Notification, String> {
+pub fn parse(body: &[u8], received_ms: u64) -> Result<InboxNotification, String> {
     if body.len() > MAX_BODY {
         return Err(format!("larger than {MAX_BODY} bytes"));
     }
@@ -97,9 +76,9 @@ pub fn parse(body: &[u8], received_ms: u64) -> Result<Notification, String> {
     if w.version != "4" {
         return Err(format!("version {:?}: only \"4\" is understood", w.version));
     }
-    if !state_ok(&w.status) {
+    let Some(status) = state(&w.status) else {
         return Err(format!("status {:?}: must be firing or resolved", w.status));
-    }
+    };
     if w.receiver.is_empty() {
         return Err("receiver is empty".into());
     }
@@ -109,16 +88,16 @@ pub fn parse(body: &[u8], received_ms: u64) -> Result<Notification, String> {
     let total = w.alerts.len();
     let mut alerts = Vec::with_capacity(total.min(MAX_ALERTS));
     for (i, a) in w.alerts.into_iter().take(MAX_ALERTS).enumerate() {
-        if !state_ok(&a.status) {
+        let Some(alert_status) = state(&a.status) else {
             return Err(format!("alerts[{i}].status {:?}", a.status));
-        }
+        };
         let label = |k: &str| a.labels.get(k).map(|v| clip(v)).unwrap_or_default();
         let alertname = label("alertname");
         if alertname.is_empty() {
             return Err(format!("alerts[{i}] has no alertname label"));
         }
         alerts.push(InboxAlert {
-            status: a.status.clone(),
+            status: alert_status,
             alertname,
             service: label("service"),
             severity: label("severity"),
@@ -137,10 +116,10 @@ pub fn parse(body: &[u8], received_ms: u64) -> Result<Notification, String> {
             ends_at: clip(&a.ends_at),
         });
     }
-    Ok(Notification {
+    Ok(InboxNotification {
         received_ms,
         receiver: clip(&w.receiver),
-        status: w.status,
+        status,
         group_key: clip(&w.group_key),
         truncated: w
             .truncated_alerts
@@ -152,12 +131,12 @@ pub fn parse(body: &[u8], received_ms: u64) -> Result<Notification, String> {
 /// The last [`KEPT`] notifications.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    kept: VecDeque<Notification>,
+    kept: VecDeque<InboxNotification>,
     received: u64,
 }
 
 impl Inbox {
-    pub fn push(&mut self, n: Notification) {
+    pub fn push(&mut self, n: InboxNotification) {
         if self.kept.len() == KEPT {
             self.kept.pop_front();
         }
@@ -166,7 +145,7 @@ impl Inbox {
     }
 
     /// Newest first.
-    pub fn list(&self) -> Vec<Notification> {
+    pub fn list(&self) -> Vec<InboxNotification> {
         self.kept.iter().rev().cloned().collect()
     }
 
@@ -215,7 +194,7 @@ pub async fn post(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
     match parse(&body, s.hub.now_ms()) {
         Ok(n) => {
-            tracing::info!(receiver = %n.receiver, status = %n.status, alerts = n.alerts.len(), "inbox: notification received");
+            tracing::info!(receiver = %n.receiver, status = ?n.status, alerts = n.alerts.len(), "inbox: notification received");
             if let Ok(mut i) = inbox.inbox.lock() {
                 i.push(n);
             }
@@ -239,12 +218,12 @@ pub async fn list(State(s): State<Arc<AppState>>) -> Response {
         Ok(i) => (i.list(), i.received()),
         Err(_) => (Vec::new(), 0),
     };
-    Json(serde_json::json!({
-        "ok": true,
-        "received": received,
-        "kept": KEPT,
-        "notifications": notifications,
-    }))
+    Json(InboxList {
+        ok: true,
+        received,
+        kept: KEPT as u32,
+        notifications,
+    })
     .into_response()
 }
 
@@ -264,7 +243,7 @@ mod tests {
     fn the_notifiers_webhook_json_parses() {
         let n = parse(SAMPLE.as_bytes(), 7).unwrap();
         assert_eq!(n.receiver, "inbox");
-        assert_eq!(n.status, "firing");
+        assert_eq!(n.status, AlertState::Firing);
         assert_eq!(n.received_ms, 7);
         assert_eq!(n.alerts.len(), 1);
         let a = &n.alerts[0];

@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod events;
 pub mod feed;
+pub mod inbox;
 pub mod name;
 pub mod notify;
 pub mod requests;
@@ -23,6 +24,7 @@ pub use events::{
     ServiceState, ServiceSummary, Snapshot, StatusChange,
 };
 pub use feed::{ClientMessage, FeedMessage, FeedSnapshot, GatewayState, History, HistoryEntry};
+pub use inbox::{InboxAlert, InboxList, InboxNotification};
 pub use name::{NameError, ServiceName};
 pub use notify::DeadLetter;
 pub use requests::{RetireReply, RetireRequest, SnapshotRequest};

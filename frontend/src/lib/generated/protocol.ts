@@ -511,6 +511,41 @@ export type DeadLetter = {
   dead_ms: number;
 };
 
+/** Body of `GET /api/inbox`: the notifications kept, newest first. */
+export type InboxList = {
+  ok: boolean;
+  /** Notifications received since the gateway started (kept or not). */
+  received: number;
+  /** How many the gateway keeps. */
+  kept: number;
+  notifications: Array<InboxNotification>;
+};
+
+/** One notification as received. */
+export type InboxNotification = {
+  received_ms: number;
+  receiver: string;
+  /** The notification's status: `firing` when any of its alerts fires. */
+  status: AlertState;
+  group_key: string;
+  alerts: Array<InboxAlert>;
+  /** Alerts the sender left out plus those beyond what the inbox keeps. */
+  truncated: number;
+};
+
+/** One alert of a notification, with its own status (a batch may mix them). */
+export type InboxAlert = {
+  status: AlertState;
+  alertname: string;
+  service: string;
+  severity: string;
+  vitals_id: string;
+  summary: string;
+  acked_by: string;
+  starts_at: string;
+  ends_at: string;
+};
+
 export type FaultMode =
   | "clear"
   | "cpu"
