@@ -5,42 +5,10 @@ import { flushSync, mount, unmount } from 'svelte';
 import { describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import { AlertingApi, InboxApi, type AlertingDeps } from './lib/alerting.svelte';
-import { Connection, type ConnectionDeps, type WebSocketLike } from './lib/connection.svelte';
 import type { Silence } from './lib/protocol';
-import { TargetsApi, type SessionStorageLike } from './lib/targets.svelte';
+import { TargetsApi } from './lib/targets.svelte';
 import { alertMsg, serviceState, snapshot, T0 } from './lib/testdata';
-
-class Sock implements WebSocketLike {
-  static last: Sock | null = null;
-  readyState = 0;
-  onopen: ((ev: unknown) => void) | null = null;
-  onclose: ((ev: { code?: number; reason?: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  constructor() {
-    Sock.last = this;
-  }
-  send(): void {}
-  close(): void {}
-}
-
-class MemSession implements SessionStorageLike {
-  m = new Map<string, string>();
-  getItem(k: string) {
-    return this.m.get(k) ?? null;
-  }
-  setItem(k: string, v: string) {
-    this.m.set(k, v);
-  }
-  removeItem(k: string) {
-    this.m.delete(k);
-  }
-}
-
-const settle = async () => {
-  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setTimeout(r, 0));
-  flushSync();
-};
+import { MemSession, fakeConnection, openFeed, settle } from './lib/testpage';
 
 interface Call {
   method: string;
@@ -50,29 +18,8 @@ interface Call {
 }
 
 function setup(withToken: boolean) {
-  const frames: (() => void)[] = [];
-  const deps: ConnectionDeps = {
-    WebSocket: Sock,
-    fetch: (async () => new Response('{"events":[]}')) as typeof fetch,
-    now: () => T0,
-    random: () => 0.5,
-    setTimeout: () => 0,
-    clearTimeout: () => {},
-    requestFrame: (cb) => {
-      frames.push(cb);
-      return () => {};
-    },
-    storage: null,
-  };
-  const conn = new Connection({ wsUrl: 'ws://h/ws' }, deps);
-  conn.start();
-  const ws = Sock.last!;
-  ws.onopen?.({});
-  const send = (m: object) => {
-    ws.onmessage?.({ data: JSON.stringify(m) });
-    for (const f of frames.splice(0)) f();
-    flushSync();
-  };
+  const { conn, frames } = fakeConnection();
+  const send = openFeed(conn, frames);
   const calls: Call[] = [];
   let silences: Silence[] = [];
   const api = (async (url: string, init: RequestInit = {}) => {

@@ -4,30 +4,14 @@
 import { flushSync, mount, unmount } from 'svelte';
 import { describe, expect, it } from 'vitest';
 import App from './App.svelte';
-import { Connection, type ConnectionDeps, type WebSocketLike } from './lib/connection.svelte';
 import { alertMsg, metricsMsg, serviceState, snapshot, statusMsg, T0 } from './lib/testdata';
-
-class Sock implements WebSocketLike {
-  static last: Sock | null = null;
-  readyState = 0;
-  onopen: ((ev: unknown) => void) | null = null;
-  onclose: ((ev: { code?: number; reason?: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  constructor() {
-    Sock.last = this;
-  }
-  send(): void {}
-  close(): void {}
-}
+import { FakeSocket, fakeConnection, openFeed } from './lib/testpage';
 
 const settle = () => new Promise<void>((r) => setTimeout(r, 0));
 
 function setup() {
-  const frames: (() => void)[] = [];
   const fetched: string[] = [];
-  const deps: ConnectionDeps = {
-    WebSocket: Sock,
+  const { conn, frames } = fakeConnection({
     fetch: (async (url: string) => {
       fetched.push(String(url));
       if (String(url).endsWith('/data')) {
@@ -35,25 +19,8 @@ function setup() {
       }
       return new Response('{"events":[]}');
     }) as typeof fetch,
-    now: () => T0,
-    random: () => 0.5,
-    setTimeout: () => 0,
-    clearTimeout: () => {},
-    requestFrame: (cb) => {
-      frames.push(cb);
-      return () => {};
-    },
-    storage: null,
-  };
-  const conn = new Connection({ wsUrl: 'ws://h/ws' }, deps);
-  conn.start();
-  const ws = Sock.last!;
-  ws.onopen?.({});
-  const send = (m: object) => {
-    ws.onmessage?.({ data: JSON.stringify(m) });
-    for (const f of frames.splice(0)) f();
-    flushSync();
-  };
+  });
+  const send = openFeed(conn, frames);
   const target = document.createElement('div');
   document.body.appendChild(target);
   const app = mount(App, { target, props: { conn } });
@@ -113,7 +80,7 @@ describe('App (DOM)', () => {
   it('shows health-check results in fallback', () => {
     const { conn, send, target, destroy } = setup();
     send(snapshot(0, [serviceState('auth', { health_url: 'http://127.0.0.1:3001/health' })]));
-    Sock.last!.onclose?.({ code: 1006 });
+    FakeSocket.last!.onclose?.({ code: 1006 });
     flushSync();
     expect(conn.mode).toBe('fallback');
     expect(target.querySelector('[data-testid="connection-state"]')?.getAttribute('data-state')).toBe('fallback');

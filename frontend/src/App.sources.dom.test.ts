@@ -4,42 +4,10 @@
 import { flushSync, mount, unmount } from 'svelte';
 import { afterEach, describe, expect, it } from 'vitest';
 import App from './App.svelte';
-import { Connection, type ConnectionDeps, type WebSocketLike } from './lib/connection.svelte';
 import type { Figures } from './lib/protocol';
-import { OPERATOR_TOKEN_KEY, TargetsApi, type SessionStorageLike } from './lib/targets.svelte';
+import { OPERATOR_TOKEN_KEY, TargetsApi } from './lib/targets.svelte';
 import { alertMsg, figures, metricsMsg, serviceState, snapshot, statusMsg, T0 } from './lib/testdata';
-
-class Sock implements WebSocketLike {
-  static last: Sock | null = null;
-  readyState = 0;
-  onopen: ((ev: unknown) => void) | null = null;
-  onclose: ((ev: { code?: number; reason?: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  constructor() {
-    Sock.last = this;
-  }
-  send(): void {}
-  close(): void {}
-}
-
-class MemSession implements SessionStorageLike {
-  m = new Map<string, string>();
-  getItem(k: string) {
-    return this.m.get(k) ?? null;
-  }
-  setItem(k: string, v: string) {
-    this.m.set(k, v);
-  }
-  removeItem(k: string) {
-    this.m.delete(k);
-  }
-}
-
-const settle = async () => {
-  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setTimeout(r, 0));
-  flushSync();
-};
+import { FakeSocket, MemSession, fakeConnection, openFeed, settle } from './lib/testpage';
 
 interface ApiCall {
   method: string;
@@ -55,22 +23,8 @@ afterEach(() => {
 });
 
 function setup(apiAnswer: (c: ApiCall) => { status: number; body: unknown } = () => ({ status: 200, body: { targets: [] } })) {
-  const frames: (() => void)[] = [];
   const api: ApiCall[] = [];
-  const deps: ConnectionDeps = {
-    WebSocket: Sock,
-    fetch: (async () => new Response('{"events":[]}')) as unknown as typeof fetch,
-    now: () => T0,
-    random: () => 0.5,
-    setTimeout: () => 0,
-    clearTimeout: () => {},
-    requestFrame: (cb) => {
-      frames.push(cb);
-      return () => {};
-    },
-    storage: null,
-  };
-  const conn = new Connection({ wsUrl: 'ws://h/ws' }, deps);
+  const { conn, frames } = fakeConnection();
   const session = new MemSession();
   const apiFetch = (async (url: string, init: RequestInit = {}) => {
     const headers = (init.headers ?? {}) as Record<string, string>;
@@ -80,14 +34,7 @@ function setup(apiAnswer: (c: ApiCall) => { status: number; body: unknown } = ()
     return new Response(JSON.stringify(r.body), { status: r.status });
   }) as unknown as typeof fetch;
   const targets = new TargetsApi({ apiBase: '', viewerToken: null }, { fetch: apiFetch, session });
-  conn.start();
-  const ws = Sock.last!;
-  ws.onopen?.({});
-  const send = (m: object) => {
-    ws.onmessage?.({ data: JSON.stringify(m) });
-    for (const f of frames.splice(0)) f();
-    flushSync();
-  };
+  const send = openFeed(conn, frames);
   const target = document.createElement('div');
   document.body.appendChild(target);
   const app = mount(App, { target, props: { conn, targets } });
@@ -214,7 +161,7 @@ describe('probe and agent cards', () => {
   it('in fallback, a card with no health URL says there is nothing to poll (and nothing polls "")', () => {
     const { conn, send, q } = setup();
     send(snapshot(0, [serviceState('pay', { source: 'probe', probe: { ok: true }, health_url: '', figures: probeFigures() })]));
-    Sock.last!.onclose?.({ code: 1006 });
+    FakeSocket.last!.onclose?.({ code: 1006 });
     flushSync();
     expect(conn.mode).toBe('fallback');
     const check = q('[data-service="pay"] [data-source="health-check"]');

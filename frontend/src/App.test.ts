@@ -3,40 +3,11 @@
 import { render } from 'svelte/server';
 import { describe, expect, it } from 'vitest';
 import App from './App.svelte';
-import { Connection, type ConnectionDeps, type WebSocketLike } from './lib/connection.svelte';
 import { alertMsg, metricsMsg, serviceState, snapshot, statusMsg, T0 } from './lib/testdata';
+import { FakeSocket, fakeConnection } from './lib/testpage';
 
-class Sock implements WebSocketLike {
-  static last: Sock | null = null;
-  readyState = 0;
-  onopen: ((ev: unknown) => void) | null = null;
-  onclose: ((ev: { code?: number; reason?: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  constructor() {
-    Sock.last = this;
-  }
-  send(): void {}
-  close(): void {}
-}
-
-function makeConn(now: number): { conn: Connection; frames: (() => void)[] } {
-  const frames: (() => void)[] = [];
-  const deps: ConnectionDeps = {
-    WebSocket: Sock,
-    fetch: (() => new Promise(() => {})) as typeof fetch,
-    now: () => now,
-    random: () => 0.5,
-    setTimeout: () => 0,
-    clearTimeout: () => {},
-    requestFrame: (cb) => {
-      frames.push(cb);
-      return () => {};
-    },
-    storage: null,
-  };
-  return { conn: new Connection({ wsUrl: 'ws://h/ws' }, deps), frames };
-}
+// The page's fetches never answer here: a server render shows what the feed alone gives.
+const makeConn = (now: number) => fakeConnection({ now, fetch: (() => new Promise(() => {})) as typeof fetch });
 
 const hostile = '<img src=x onerror=alert(1)>';
 
@@ -44,7 +15,7 @@ describe('App (server render)', () => {
   it('renders a live dashboard with cards, alerts, timeline and monitor figures', () => {
     const { conn, frames } = makeConn(T0);
     conn.start();
-    const ws = Sock.last!;
+    const ws = FakeSocket.last!;
     ws.onopen?.({});
     const send = (m: object) => ws.onmessage?.({ data: JSON.stringify(m) });
     send(
@@ -82,7 +53,7 @@ describe('App (server render)', () => {
   it('renders the fallback view with health-check results', () => {
     const { conn, frames } = makeConn(T0);
     conn.start();
-    const ws = Sock.last!;
+    const ws = FakeSocket.last!;
     ws.onopen?.({});
     ws.onmessage?.({ data: JSON.stringify(snapshot(0, [serviceState('auth', { health_url: 'http://127.0.0.1:3001/health' })])) });
     for (const f of frames.splice(0)) f();
@@ -99,7 +70,7 @@ describe('App (server render)', () => {
     const { TargetsApi } = await import('./lib/targets.svelte');
     const { conn, frames } = makeConn(T0);
     conn.start();
-    const ws = Sock.last!;
+    const ws = FakeSocket.last!;
     ws.onopen?.({});
     const probeFigures = { ...serviceState('x').figures, cpu_pct: undefined, mem_pct: undefined, apdex: 0.5 };
     ws.onmessage?.({
