@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_nats::connection::State;
 use axum::Router;
 use axum::extract::State as Ext;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -42,12 +42,5 @@ async fn healthz(Ext(st): Ext<AppState>) -> Response {
 
 async fn metrics(Ext(st): Ext<AppState>) -> Response {
     st.refresh_connected();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.metrics.encode(),
-    )
-        .into_response()
+    vitals_runtime::http::metrics_response(st.metrics.encode())
 }

@@ -30,9 +30,6 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::{inbox, silences, targets, upgrade, ws};
 
-/// What prometheus-client's text encoder writes (OpenMetrics 1.0, ending in `# EOF`).
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
@@ -202,11 +199,7 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        s.metrics.encode(),
-    )
-        .into_response()
+    vitals_runtime::http::metrics_response(s.metrics.encode())
 }
 
 async fn status(State(s): State<Arc<AppState>>) -> Response {

@@ -14,9 +14,6 @@ use tower_http::trace::TraceLayer;
 use crate::metrics::Metrics;
 use crate::requests::Handlers;
 
-/// What prometheus-client's text encoder writes.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Set once JetStream is set up and the engine is running.
@@ -54,7 +51,7 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], s.metrics.encode()).into_response()
+    vitals_runtime::http::metrics_response(s.metrics.encode())
 }
 
 async fn status(State(s): State<Arc<HttpState>>) -> Response {

@@ -4,14 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::metrics::Metrics;
-
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
@@ -35,5 +32,5 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], s.metrics.encode()).into_response()
+    vitals_runtime::http::metrics_response(s.metrics.encode())
 }

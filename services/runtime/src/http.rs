@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -82,6 +84,14 @@ impl HttpArgs {
             max_conns_per_ip: self.http_max_conns_per_ip.unwrap_or(default_per_ip),
         }
     }
+}
+
+/// What prometheus-client's text encoder writes (OpenMetrics 1.0, ending in `# EOF`).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A `/metrics` answer: the encoded registry with the OpenMetrics content type.
+pub fn metrics_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets

@@ -169,14 +169,7 @@ async fn healthz(Ext(st): Ext<AppState>) -> Response {
 
 async fn metrics(Ext(st): Ext<AppState>) -> Response {
     st.refresh_connected();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.stats.encode(),
-    )
-        .into_response()
+    vitals_runtime::http::metrics_response(st.stats.encode())
 }
 
 // With several services the top-level routes speak for the process: /health says the
