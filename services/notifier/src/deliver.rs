@@ -14,55 +14,9 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+pub use vitals_protocol::url::HttpUrl as Url;
 
 const AGENT: &str = concat!("vitals-notifier/", env!("CARGO_PKG_VERSION"));
-
-/// A URL split into what a request needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url<'a> {
-    pub tls: bool,
-    pub host: &'a str,
-    pub port: u16,
-    pub authority: &'a str,
-    pub path: &'a str,
-}
-
-impl<'a> Url<'a> {
-    pub fn parse(url: &'a str) -> Option<Self> {
-        let (tls, rest) = match url.strip_prefix("https://") {
-            Some(r) => (true, r),
-            None => (false, url.strip_prefix("http://")?),
-        };
-        let rest = rest.split('#').next().unwrap_or("");
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(split);
-        if authority.contains('@') || authority.contains(char::is_whitespace) {
-            return None;
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        let port = match port {
-            Some(p) => p.parse().ok()?,
-            None if tls => 443,
-            None => 80,
-        };
-        let path = if path.is_empty() { "/" } else { path };
-        (!host.is_empty() && path.bytes().all(|b| b.is_ascii_graphic())).then_some(Self {
-            tls,
-            host,
-            port,
-            authority,
-            path,
-        })
-    }
-}
 
 /// Why an attempt failed, and whether another could succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]

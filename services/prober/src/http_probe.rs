@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use vitals_protocol::target::HttpMethod;
+use vitals_protocol::url::HttpUrl as Url;
 use vitals_protocol::{MAX_JSON_INT, Target};
 
 use crate::sample::{Failure, Outcome};
@@ -157,53 +158,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// The parts of a target URL a probe needs (the protocol already checked its form).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Url<'a> {
-    pub tls: bool,
-    /// Without IPv6 brackets.
-    pub host: &'a str,
-    pub port: u16,
-    /// As written: the Host header.
-    pub authority: &'a str,
-    /// Path and query, `/` when empty; the fragment is not sent.
-    pub path: &'a str,
-}
-
-impl<'a> Url<'a> {
-    pub fn parse(url: &'a str) -> Option<Self> {
-        let (tls, rest) = match url.strip_prefix("https://") {
-            Some(r) => (true, r),
-            None => (false, url.strip_prefix("http://")?),
-        };
-        let rest = rest.split('#').next().unwrap_or("");
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(split);
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        let port = match port {
-            Some(p) => p.parse().ok()?,
-            None if tls => 443,
-            None => 80,
-        };
-        let path = if path.is_empty() { "/" } else { path };
-        (!host.is_empty()).then_some(Self {
-            tls,
-            host,
-            port,
-            authority,
-            path,
-        })
     }
 }
 

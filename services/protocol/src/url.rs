@@ -290,6 +290,58 @@ pub fn default_health_origins() -> Vec<String> {
     out
 }
 
+/// An `http://` or `https://` URL split into what one request needs. Pure text work: no
+/// resolution. Refuses userinfo (`user@`), whitespace in the authority and a path that is
+/// not printable ASCII, so nothing it returns can smuggle a header or a second request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl<'a> {
+    pub tls: bool,
+    /// Without IPv6 brackets.
+    pub host: &'a str,
+    pub port: u16,
+    /// As written: the Host header.
+    pub authority: &'a str,
+    /// Path and query, `/` when empty; the fragment is dropped (it is never sent).
+    pub path: &'a str,
+}
+
+impl<'a> HttpUrl<'a> {
+    pub fn parse(url: &'a str) -> Option<Self> {
+        let (tls, rest) = match url.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (false, url.strip_prefix("http://")?),
+        };
+        let rest = rest.split('#').next().unwrap_or("");
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.contains('@') || authority.contains(char::is_whitespace) {
+            return None;
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse().ok()?,
+            None if tls => 443,
+            None => 80,
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        (!host.is_empty() && path.bytes().all(|b| b.is_ascii_graphic())).then_some(Self {
+            tls,
+            host,
+            port,
+            authority,
+            path,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +416,27 @@ mod tests {
             if check_health_url(&joined).is_ok() {
                 proptest::prop_assert!(joined.is_ascii());
             }
+        }
+    }
+
+    #[test]
+    fn http_urls_split_into_what_a_request_needs() {
+        let u = HttpUrl::parse("https://[::1]/hook?x=1#frag").unwrap();
+        assert_eq!(
+            (u.tls, u.host, u.port, u.authority, u.path),
+            (true, "::1", 443, "[::1]", "/hook?x=1")
+        );
+        let u = HttpUrl::parse("http://h:9000").unwrap();
+        assert_eq!((u.port, u.path), (9000, "/"));
+        for bad in [
+            "ftp://h/",
+            "http://user:pw@h/",
+            "http:///x",
+            "http://h:99999/",
+            "http://h/a b",
+            "http://h\tx/",
+        ] {
+            assert_eq!(HttpUrl::parse(bad), None, "{bad}");
         }
     }
 }
