@@ -145,7 +145,10 @@ async fn one_run(
             "--targets",
             &file_arg,
         ],
-        &[("RUST_LOG", "warn,prober=info")],
+        &[(
+            "RUST_LOG",
+            "warn,prober=info,vitals_runtime::lifecycle=info",
+        )],
     )?;
     let http = prober.http_addr().await?;
     prober

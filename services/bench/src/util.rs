@@ -13,9 +13,9 @@ use vitals_testkit::{ChildProc, NatsServer, SOON};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Quiet children: only their start-up lines and warnings.
-const CHILD_LOG: &str =
-    "warn,monitor=info,monitor::ingest=warn,gateway=info,simulator=warn,notifier=info";
+/// Quiet children: only their start-up lines and warnings (`listening addr=...` comes from
+/// `vitals_runtime::lifecycle` for the binaries that bind through it).
+const CHILD_LOG: &str = "warn,monitor=info,monitor::ingest=warn,gateway=info,simulator=warn,notifier=info,vitals_runtime::lifecycle=info";
 
 pub struct Part {
     pub proc: ChildProc,
