@@ -350,7 +350,7 @@ def check_users(model: dict) -> None:
           "stack.sh: each simulator logs in as sim-<service> with its own password")
     check("login simulator" not in stack, "stack.sh: no simulator uses the shared development user")
 
-    test = "".join(p.read_text() for p in sorted((ROOT / "services/testkit/tests").glob("*.rs")))
+    test = "".join(p.read_text() for p in sorted((ROOT / "services/testkit/tests").rglob("*.rs")))
     for role in (*ROLES, "viewer", *SIM_USERS.values()):
         check(f'("{role}", "{users.get(role)}")' in test, f"permissions test uses nats.conf's {role} password")
     docs = read("docs/STACK.md")

@@ -16,6 +16,10 @@ use futures::StreamExt;
 use serde_json::Value;
 use vitals_testkit::{ChildProc, NatsServer, SOON, collect_for, next_within, wait_until};
 
+// The notifier role, in its own file (same server helpers).
+#[path = "nats_conf/notifier.rs"]
+mod notifier;
+
 /// The development passwords (nats.conf, docker-compose.yml, scripts/stack.sh, docs/STACK.md).
 /// The shared `simulator` user is the load-test shortcut; the stacks' simulators each have
 /// their own.

@@ -2,68 +2,16 @@
 //! HEALTH_EVENTS, KV health_status read-only, its KV vitals_notified, stream NOTIFY_DEAD)
 //! works; everything else is refused, and nobody else may write its dead letters.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use async_nats::Event;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use futures::StreamExt;
-use vitals_testkit::{NatsServer, SOON, wait_until};
+use vitals_testkit::{NatsServer, SOON};
+
+use super::{GATEWAY, MONITOR, SIMULATOR, connect};
 
 const NOTIFIER: (&str, &str) = ("notifier", "notifier-dev");
-const MONITOR: (&str, &str) = ("monitor", "monitor-dev");
-const GATEWAY: (&str, &str) = ("gateway", "gateway-dev");
-const SIMULATOR: (&str, &str) = ("simulator", "simulator-dev");
-
-struct Conn {
-    client: async_nats::Client,
-    errors: Arc<Mutex<Vec<String>>>,
-}
-
-async fn connect(nats: &NatsServer, user: Option<(&str, &str)>) -> Result<Conn> {
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let sink = errors.clone();
-    let mut opts = async_nats::ConnectOptions::new().event_callback(move |event| {
-        let sink = sink.clone();
-        async move {
-            if let Event::ServerError(e) = event
-                && let Ok(mut v) = sink.lock()
-            {
-                v.push(e.to_string().to_lowercase());
-            }
-        }
-    });
-    if let Some((u, p)) = user {
-        opts = opts.user_and_password(u.into(), p.into());
-    }
-    Ok(Conn {
-        client: opts.connect(nats.url()).await?,
-        errors,
-    })
-}
-
-impl Conn {
-    async fn violation(&self, kind: &str, subject: &str) -> Result<()> {
-        let needle = format!("permissions violation for {kind} to \"{subject}\"").to_lowercase();
-        wait_until(SOON, || async {
-            self.errors
-                .lock()
-                .ok()?
-                .iter()
-                .any(|e| e.contains(&needle))
-                .then_some(())
-        })
-        .await
-        .with_context(|| format!("no {kind} violation for {subject}"))
-    }
-
-    async fn publish_denied(&self, subject: &str) -> Result<()> {
-        self.client.publish(subject.to_owned(), "{}".into()).await?;
-        self.client.flush().await?;
-        self.violation("publish", subject).await
-    }
-}
 
 #[tokio::test]
 async fn the_notifier_reads_alerts_and_writes_only_its_own_state() -> Result<()> {
