@@ -4,6 +4,7 @@
 //! Every subject string in the project is built in [`subjects`].
 
 pub mod chaos;
+pub mod conn;
 pub mod events;
 pub mod feed;
 pub mod inbox;
@@ -19,6 +20,7 @@ pub mod target;
 pub mod url;
 
 pub use chaos::{ChaosReply, ChaosRequest, FaultMode};
+pub use conn::{ConnAdvisory, ConnName, ConnServices};
 pub use events::{
     ActiveAlert, AlertEvent, AlertMark, AlertMarks, AlertUpdate, Figures, MonitorHeartbeat,
     ServiceState, ServiceSummary, Snapshot, StatusChange,

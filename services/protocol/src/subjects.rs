@@ -26,6 +26,12 @@ pub const ALERT_ACK: &str = "health.alert.ack";
 /// Given-up deliveries: `notify.dead.<receiver>`, kept in [`DEAD_STREAM`].
 pub const DEAD_ALL: &str = "notify.dead.>";
 
+/// The server's client connect/disconnect advisories for the VITALS account, imported
+/// from the system account (nats.conf): only the monitor reads them.
+pub const CONN_EVENTS: &str = "vitals.conn.>";
+pub const CONN_CONNECT: &str = "vitals.conn.connect";
+pub const CONN_DISCONNECT: &str = "vitals.conn.disconnect";
+
 /// JetStream KV bucket with each service's current state (key = service name).
 pub const KV_BUCKET: &str = "health_status";
 /// JetStream KV bucket of probe targets (key = service name, value = target JSON).

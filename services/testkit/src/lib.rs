@@ -6,7 +6,7 @@ mod process;
 pub mod slow;
 mod wait;
 
-pub use nats::{NatsServer, nats_server_bin, repo_nats_conf};
+pub use nats::{ACCOUNTS_CONF, NatsServer, nats_server_bin, repo_nats_conf};
 pub use process::{ChildProc, bin_path, rss_bytes, workspace_root};
 pub use wait::{collect_for, next_json_within, next_within, wait_until};
 

