@@ -1,5 +1,5 @@
 # Vitals: the commands a person types.
-.PHONY: up down status stop start restart logs test lint fmt build clean-state bench bench-quick soak
+.PHONY: up down status stop start restart logs test lint fmt build clean-state bench bench-quick soak compare
 
 up:            ## build and start the native stack (nats, monitor, gateway, 4 simulators, prober, agent, notifier, dashboard)
 	scripts/stack.sh up
@@ -38,3 +38,5 @@ bench-quick:   ## the same fields at smaller sizes, under a minute
 	scripts/bench.sh --quick
 soak:          ## chaos soak (minutes; not in CI): make soak MINUTES=5
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" cargo run --release --quiet -p bench --bin soak -- --minutes $(or $(MINUTES),5)
+compare:       ## side by side with Prometheus + blackbox exporter + Alertmanager: make compare N=20
+	scripts/compare.sh $(if $(N),--kills $(N))
