@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""`make compare`: Vitals side by side with Prometheus + blackbox exporter + Alertmanager.
+
+    compare.py --kills N [--quick] [--seed S]      (scripts/compare.sh finds the binaries)
+
+Both systems watch the same simulators. Each trial kill -9s one at a random phase and times,
+from the kill, three arrivals:
+  prometheus  Alertmanager's webhook (blackbox probe every 1 s, rule `for: 2s`) at the receiver
+  vitals      the Vitals notifier's webhook (same receiver, Alertmanager's JSON)
+  vitals_nats health.status.<service> DOWN on NATS (what the gateway relays to the dashboard)
+then restarts the simulator and waits until all three say it recovered. It prints the
+distributions and the ratios, writes the raw trials to target/compare/results.json and (full
+mode) the figures and settings into docs/BENCHMARKS.md between the compare markers.
+
+--quick (N=2) asserts every kill reaches all three and every restart resolves all three; it
+asserts nothing about timing. Standard library only. Every process it starts is stopped at
+the end, on errors and on ctrl-c; logs are in target/compare/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from string import Template
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "config" / "compare"
+OUT = ROOT / "target" / "compare"
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+BEGIN, END = "<!-- compare:begin", "<!-- compare:end -->"
+# The stacks' simulated services, each with its own NATS user (nats.conf, scripts/stack.sh).
+SERVICES = ("auth", "billing", "notifications", "analytics")
+SYSTEMS = ("prometheus", "vitals", "vitals_nats")
+LABEL = {
+    "prometheus": "Prometheus + blackbox + Alertmanager, webhook",
+    "vitals": "Vitals, notifier webhook",
+    "vitals_nats": "Vitals, `health.status.<service>` DOWN on NATS (the dashboard's feed)",
+}
+DETECT_TIMEOUT_S = 30.0
+RECOVER_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 60.0
+
+
+class Failure(Exception):
+    """Something the run cannot go on without; the message says what."""
+
+
+def free_port() -> int:
+    # Asked of the OS so a running native stack (4222, 8080, ...) or a second run never clashes.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def wait_until(what: str, pred, timeout: float = START_TIMEOUT_S, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(every)
+    raise Failure(f"{what}: not within {timeout:.0f} s")
+
+
+# ------------------------------------------------------------------ what arrives, when
+
+class Events:
+    """Every arrival (monotonic time, system, service, 'firing' | 'resolved'), waitable."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._items: list[tuple[float, str, str, str]] = []
+
+    def add(self, t: float, system: str, service: str, state: str) -> None:
+        with self._cv:
+            self._items.append((t, system, service, state))
+            self._cv.notify_all()
+
+    def first(self, system: str, service: str, state: str, since: float) -> float | None:
+        for t, sy, sv, st in self._items:
+            if t >= since and (sy, sv, st) == (system, service, state):
+                return t
+        return None
+
+    def wait_all(self, systems, service: str, state: str, since: float, timeout: float) -> dict:
+        """The first arrival of each system at or after `since`; None for any not in time."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                got = {s: self.first(s, service, state, since) for s in systems}
+                left = deadline - time.monotonic()
+                if all(v is not None for v in got.values()) or left <= 0:
+                    return got
+                self._cv.wait(left)
+
+
+def receiver(events: Events, instances: dict[str, str]) -> ThreadingHTTPServer:
+    """The one webhook receiver both systems post to: /alertmanager and /vitals."""
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            t = time.monotonic()  # arrival, before the body is read or parsed
+            path = self.path.split("?")[0]
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                alerts = body["alerts"]
+            except (ValueError, KeyError, TypeError):
+                self.send_error(400)
+                return
+            for a in alerts:
+                labels = a.get("labels", {})
+                status = a.get("status")
+                if path == "/alertmanager" and labels.get("alertname") == "ProbeDown":
+                    # The blackbox pattern's instance label is the probed URL.
+                    service = instances.get(labels.get("instance", ""))
+                    system = "prometheus"
+                elif path == "/vitals" and labels.get("alertname") == "SERVICE_DOWN":
+                    service, system = labels.get("service"), "vitals"
+                else:
+                    continue
+                if service and status in ("firing", "resolved"):
+                    events.add(t, system, service, status)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, name="receiver", daemon=True).start()
+    return srv
+
+
+class NatsWatch(threading.Thread):
+    """health.status.* (DOWN and back) and the monitor's heartbeat, over a bare NATS socket
+    as the read-only viewer (no credentials: nats.conf's no_auth_user)."""
+
+    def __init__(self, port: int, events: Events) -> None:
+        super().__init__(name="nats-watch", daemon=True)
+        self.events = events
+        self.heartbeat: dict = {}
+        self.ready = threading.Event()
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.settimeout(None)
+        self.f = self.sock.makefile("rb")
+        info = self.f.readline()
+        if not info.startswith(b"INFO "):
+            raise Failure(f"not a NATS server on {port}: {info[:80]!r}")
+        connect = {"verbose": False, "pedantic": False, "name": "vitals-compare", "lang": "python",
+                   "version": "0", "protocol": 1, "headers": True}
+        self.sock.sendall(f"CONNECT {json.dumps(connect)}\r\nSUB health.status.* 1\r\n"
+                          "SUB health.monitor.heartbeat 2\r\nPING\r\n".encode())
+
+    def run(self) -> None:
+        while True:
+            line = self.f.readline()
+            if not line:
+                return
+            line = line.rstrip(b"\r\n")
+            if line == b"PING":
+                self.sock.sendall(b"PONG\r\n")
+            elif line == b"PONG":
+                self.ready.set()  # both subscriptions are in place
+            elif line.startswith(b"-ERR"):
+                print(f"nats: {line.decode(errors='replace')}", file=sys.stderr, flush=True)
+            elif line.startswith((b"MSG ", b"HMSG ")):
+                t = time.monotonic()
+                parts = line.split()
+                size = int(parts[-1])
+                hdr = int(parts[-2]) if parts[0] == b"HMSG" else 0
+                self.on_msg(t, parts[1].decode(), self.f.read(size + 2)[hdr:size])
+
+    def on_msg(self, t: float, subject: str, body: bytes) -> None:
+        try:
+            msg = json.loads(body)
+        except ValueError:
+            return
+        if subject == "health.monitor.heartbeat":
+            self.heartbeat = msg
+        elif msg.get("status") == "DOWN":
+            self.events.add(t, "vitals_nats", msg.get("service", ""), "firing")
+        elif msg.get("previous") == "DOWN":
+            self.events.add(t, "vitals_nats", msg.get("service", ""), "resolved")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ------------------------------------------------------------------ processes
+
+class Procs:
+    """Everything this run starts, by name; stop_all() ends each (TERM, then KILL)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.live: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        full = {k: v for k, v in os.environ.items() if k not in ("NATS_USER", "NATS_PASSWORD")}
+        full.setdefault("RUST_LOG", "info")
+        full.update(env or {})
+        log = open(self.logs / f"{name}.log", "ab")
+        log.write(f"---- {' '.join(argv)}\n".encode())
+        log.flush()
+        self.live[name] = subprocess.Popen(argv, env=full, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, cwd=ROOT)
+        log.close()
+
+    def check(self, name: str) -> None:
+        p = self.live[name]
+        if p.poll() is not None:
+            tail = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+            raise Failure(f"{name} exited with {p.returncode}; last lines:\n  " + "\n  ".join(tail))
+
+    def kill9(self, name: str) -> float:
+        """SIGKILL; the moment after the signal was sent (monotonic)."""
+        p = self.live.pop(name)
+        os.kill(p.pid, signal.SIGKILL)
+        t = time.monotonic()
+        p.wait()
+        return t
+
+    def stop_all(self) -> None:
+        for p in self.live.values():
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 10
+        for p in self.live.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.live.clear()
+
+
+def version(binary: str) -> str:
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    first = (r.stdout + r.stderr).strip().splitlines()
+    return first[0] if first else "?"
+
+
+# ------------------------------------------------------------------ the run
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tmp = Path(tempfile.mkdtemp(prefix="vitals-compare-"))
+        (OUT / "logs").mkdir(parents=True, exist_ok=True)
+        for old in (OUT / "logs").glob("*.log"):
+            old.unlink()
+        self.procs = Procs(OUT / "logs")
+        self.events = Events()
+        self.ports = {k: free_port() for k in
+                      ("nats", "nats_http", "monitor", "notifier", "prometheus", "blackbox",
+                       "alertmanager", "alertmanager_cluster")}
+        self.sim_port = {s: free_port() for s in SERVICES}
+        self.sim_url = {s: f"http://127.0.0.1:{p}/health" for s, p in self.sim_port.items()}
+        self.instances = {u: s for s, u in self.sim_url.items()}
+        self.hook = receiver(self.events, self.instances)
+        self.nats: NatsWatch | None = None
+        self.restarts = {s: 0 for s in SERVICES}
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        if self.nats:
+            self.nats.close()
+        self.hook.shutdown()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- configuration files, from the templates in config/compare/
+
+    def write_configs(self) -> None:
+        fill = {
+            "alertmanager_port": self.ports["alertmanager"],
+            "blackbox_port": self.ports["blackbox"],
+            "receiver_port": self.hook.server_address[1],
+            "sim_targets": json.dumps([self.sim_url[s] for s in SERVICES]),
+        }
+        for name in ("prometheus.yml", "alertmanager.yml"):
+            (self.tmp / name).write_text(Template((CONF / name).read_text()).substitute(fill))
+        shutil.copy(CONF / "rules.yml", self.tmp / "rules.yml")
+        # The notifier: one webhook receiver, the route with every default (group_wait_ms...).
+        (self.tmp / "notifier.toml").write_text(
+            "[[receiver]]\nname = \"compare\"\nkind = \"webhook\"\n"
+            f"url = \"http://127.0.0.1:{self.hook.server_address[1]}/vitals\"\n\n"
+            "[[route]]\nreceivers = [\"compare\"]\n")
+
+    # -- starting
+
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports['nats']}"
+
+    def login(self, user: str, default_password: str, env_name: str) -> dict[str, str]:
+        # The stacks' development passwords, overridable by the same variables as stack.sh.
+        return {"NATS_USER": user, "NATS_PASSWORD": os.environ.get(env_name, default_password),
+                "NATS_URL": self.nats_url()}
+
+    def start_sim(self, s: str) -> None:
+        # No --instance: each start is a new instance (<service>-<random hex>), like a restart.
+        self.procs.start(s, [str(self.args.bin_dir / "simulator"), "--service", s,
+                             "--http-addr", f"127.0.0.1:{self.sim_port[s]}"],
+                         self.login(f"sim-{s}", f"sim-{s}-dev", f"VITALS_SIM_{s.upper()}_PASSWORD"))
+
+    def start_all(self) -> None:
+        a, p, tmp = self.args, self.ports, self.tmp
+        nats_conf = os.environ.get("VITALS_NATS_CONF", str(ROOT / "nats.conf"))
+        self.procs.start("nats", [a.nats_server, "-c", nats_conf, "-a", "127.0.0.1",
+                                  "-p", str(p["nats"]), "-m", str(p["nats_http"]),
+                                  "-sd", str(tmp / "jetstream")])
+        self.await_http("nats", f"http://127.0.0.1:{p['nats_http']}/healthz")
+        self.nats = NatsWatch(p["nats"], self.events)
+        self.nats.start()
+        if not self.nats.ready.wait(10):
+            raise Failure("the NATS watcher's subscriptions were not confirmed")
+        self.procs.start("monitor", [str(a.bin_dir / "monitor"),
+                                     "--http-addr", f"127.0.0.1:{p['monitor']}"],
+                         self.login("monitor", "monitor-dev", "VITALS_MONITOR_PASSWORD"))
+        self.await_http("monitor", f"http://127.0.0.1:{p['monitor']}/healthz")
+        self.procs.start("notifier", [str(a.bin_dir / "notifier"),
+                                      "--http-addr", f"127.0.0.1:{p['notifier']}",
+                                      "--config", str(tmp / "notifier.toml")],
+                         self.login("notifier", "notifier-dev", "VITALS_NOTIFIER_PASSWORD"))
+        self.await_http("notifier", f"http://127.0.0.1:{p['notifier']}/healthz")
+        for s in SERVICES:
+            self.start_sim(s)
+        for s in SERVICES:
+            self.await_http(s, self.sim_url[s])
+        self.procs.start("blackbox", [a.blackbox, f"--config.file={CONF / 'blackbox.yml'}",
+                                      f"--web.listen-address=127.0.0.1:{p['blackbox']}"])
+        self.await_http("blackbox", f"http://127.0.0.1:{p['blackbox']}/-/healthy")
+        self.procs.start("alertmanager", [
+            a.alertmanager, f"--config.file={tmp / 'alertmanager.yml'}",
+            f"--storage.path={tmp / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{p['alertmanager']}",
+            # One instance: no cluster, so no peer wait before a notification.
+            "--cluster.listen-address="])
+        self.await_http("alertmanager", f"http://127.0.0.1:{p['alertmanager']}/-/ready")
+        self.procs.start("prometheus", [
+            a.prometheus, f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{p['prometheus']}"])
+        self.await_http("prometheus", f"http://127.0.0.1:{p['prometheus']}/-/ready")
+
+    def await_http(self, name: str, url: str) -> None:
+        def up() -> bool:
+            self.procs.check(name)
+            return http_get(url)[0] == 200
+        wait_until(f"{name} healthy at {url}", up)
+
+    # -- what each system says now
+
+    def prom_query(self, q: str) -> list:
+        url = (f"http://127.0.0.1:{self.ports['prometheus']}/api/v1/query?"
+               + urllib.parse.urlencode({"query": q}))
+        code, body = http_get(url)
+        if code != 200:
+            return []
+        try:
+            return json.loads(body)["data"]["result"]
+        except (ValueError, KeyError):
+            return []
+
+    def prom_all_up(self) -> bool:
+        res = self.prom_query('probe_success{job="sims"}')
+        return (len(res) == len(SERVICES) and all(r["value"][1] == "1" for r in res)
+                and not self.prom_query("ALERTS"))
+
+    def vitals_all_up(self) -> bool:
+        code, body = http_get(f"http://127.0.0.1:{self.ports['monitor']}/api/status")
+        if code != 200 or self.nats is None or self.nats.heartbeat.get("in_grace", True):
+            return False
+        try:
+            states = {s["service"]: s["status"] for s in json.loads(body)["services"]}
+        except (ValueError, KeyError, TypeError):
+            return False
+        return all(states.get(s) == "HEALTHY" for s in SERVICES)
+
+    def notifier_reading(self) -> bool:
+        return b"notifier running" in (OUT / "logs" / "notifier.log").read_bytes()
+
+    def warm_up(self) -> None:
+        wait_until("the notifier reading HEALTH_EVENTS", self.notifier_reading)
+        wait_until("Prometheus: every probe up, no alert", self.prom_all_up)
+        wait_until("Vitals: every simulator HEALTHY, the monitor out of its grace",
+                   self.vitals_all_up)
+
+    # -- trials
+
+    def trial(self, i: int) -> dict:
+        s = self.rng.choice(SERVICES)
+        # A random phase against the 1 s probes, samples and rule evaluations.
+        time.sleep(self.rng.uniform(0.0, 1.0))
+        wall = time.time()
+        t_kill = self.procs.kill9(s)
+        got = self.events.wait_all(SYSTEMS, s, "firing", t_kill, DETECT_TIMEOUT_S)
+        detect = {k: (None if v is None else round(v - t_kill, 4)) for k, v in got.items()}
+        self.restarts[s] += 1
+        self.start_sim(s)
+        t_restart = time.monotonic()
+        self.await_http(s, self.sim_url[s])
+        back = self.events.wait_all(SYSTEMS, s, "resolved", t_restart, RECOVER_TIMEOUT_S)
+        recover = {k: (None if v is None else round(v - t_restart, 4)) for k, v in back.items()}
+        line = "  ".join(f"{k} {'MISSED' if v is None else f'{v:.3f}s'}" for k, v in detect.items())
+        print(f"trial {i + 1:>3}/{self.args.kills}  {s:<13} {line}", flush=True)
+        # Both sides idle again before the next kill (Prometheus and the monitor both see
+        # it up: the resolves above), plus a second for the probes to settle.
+        time.sleep(1.0)
+        return {"trial": i + 1, "service": s, "killed_at": wall,
+                "detect_s": detect, "resolve_after_restart_s": recover}
+
+
+# ------------------------------------------------------------------ figures
+
+def pct(xs: list[float], p: float) -> float:
+    """Nearest-rank percentile: over 20 trials p99 is the worst one."""
+    s = sorted(xs)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+def summarize(trials: list[dict]) -> dict:
+    out = {}
+    for sy in SYSTEMS:
+        xs = [t["detect_s"][sy] for t in trials if t["detect_s"][sy] is not None]
+        out[sy] = {"n": len(xs), "missed": len(trials) - len(xs)}
+        if xs:
+            out[sy].update({k: round(pct(xs, q), 3) for k, q in
+                            (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))})
+    pr, vi = out["prometheus"], out["vitals"]
+    if pr.get("p50") and vi.get("p50"):
+        out["ratio_p50"] = round(pr["p50"] / vi["p50"], 2)
+        out["ratio_p99"] = round(pr["p99"] / vi["p99"], 2)
+    return out
+
+
+def table(summary: dict, markdown: bool) -> str:
+    def cell(d: dict, k: str) -> str:
+        return f"{d[k]:.2f} s" if k in d else "-"
+    rows = []
+    if markdown:
+        rows += ["| from `kill -9` to | n | p50 | p90 | p99 | max | missed |",
+                 "|---|---|---|---|---|---|---|"]
+        for sy in SYSTEMS:
+            d = summary[sy]
+            rows.append(f"| {LABEL[sy]} | {d['n']} | " + " | ".join(
+                cell(d, k) for k in ("p50", "p90", "p99", "max")) + f" | {d['missed']} |")
+    else:
+        rows.append(f"{'seconds from kill -9 to':<48} {'n':>3} {'p50':>7} {'p90':>7} "
+                    f"{'p99':>7} {'max':>7} {'missed':>6}")
+        for sy in SYSTEMS:
+            d = summary[sy]
+            rows.append(f"{LABEL[sy].replace('`', ''):<48.48} {d['n']:>3} " + " ".join(
+                f"{cell(d, k):>7}" for k in ("p50", "p90", "p99", "max")) + f" {d['missed']:>6}")
+    return "\n".join(rows)
+
+
+def ratios(summary: dict) -> str:
+    if "ratio_p50" not in summary:
+        return "ratio: n/a (a system had no arrivals)"
+    return (f"Prometheus / Vitals (notifier): medians {summary['ratio_p50']:.2f}x, "
+            f"p99s {summary['ratio_p99']:.2f}x")
+
+
+def settings(run: Run) -> dict:
+    a = run.args
+    src = (ROOT / "services" / "notifier" / "src" / "config.rs").read_text()
+    m = re.search(r"fn d_group_wait\(\) -> u64 \{\s*([\d_]+)", src)
+    hb = run.nats.heartbeat if run.nats else {}
+    return {
+        "prometheus": version(a.prometheus), "blackbox": version(a.blackbox),
+        "alertmanager": version(a.alertmanager), "nats_server": version(a.nats_server),
+        "prometheus_cfg": "scrape_interval 1s, scrape_timeout 1s, evaluation_interval 1s; "
+                          "blackbox http_2xx GET of each simulator's /health; rule "
+                          "`probe_success == 0` `for: 2s`",
+        "alertmanager_cfg": "group_by ['...'] (each alert its own group), group_wait 0s, "
+                            "group_interval 1s (resolves only), repeat_interval 1h, "
+                            "clustering off, webhook send_resolved",
+        "vitals_cfg": (f"nats-server with the repo's nats.conf; monitor defaults (heartbeat "
+                       f"timeout {hb.get('heartbeat_timeout_ms', '?')} ms, judged every 250 ms); "
+                       "notifier: one webhook receiver, route defaults (group_wait_ms "
+                       f"{m.group(1).replace('_', '') if m else '?'})"),
+        "simulators": f"{len(SERVICES)} ({', '.join(SERVICES)}), 1 sample/s each",
+    }
+
+
+def write_doc(run: Run, summary: dict, st: dict, when: str, load: tuple, command: str) -> None:
+    text = DOC.read_text()
+    lines = text.split("\n")
+    try:
+        b = next(i for i, l in enumerate(lines) if l.startswith(BEGIN))
+        e = next(i for i, l in enumerate(lines) if i > b and l.strip() == END)
+    except StopIteration:
+        raise Failure(f"{DOC}: no `{BEGIN} ...-->` ... `{END}` region to write into") from None
+    body = [
+        "### Side by side with Prometheus (`make compare`)",
+        "",
+        f"`{command}` on {when}, {run.args.kills} kills; load average {load[0]:.2f} at the "
+        f"start, {load[1]:.2f} at the end (2 cores shared with other work: the figures move "
+        "by a few hundred ms between runs). Each trial `kill -9`s one of the simulators, "
+        "chosen at random, at a random phase (0-1 s) against the 1 s probes and samples, and "
+        "times from the kill to the alert's arrival at one webhook receiver; then restarts "
+        "it and waits until both systems resolved.",
+        "",
+        table(summary, markdown=True),
+        "",
+        f"{ratios(summary)} (p99 is nearest rank: over {run.args.kills} trials, the worst).",
+        "",
+        f"- Prometheus: {st['prometheus']}; {st['prometheus_cfg']} (config/compare/).",
+        f"- Blackbox exporter: {st['blackbox']}.",
+        f"- Alertmanager: {st['alertmanager']}; {st['alertmanager_cfg']}.",
+        f"- Vitals: {st['nats_server']}; {st['vitals_cfg']}.",
+        f"- Simulators: {st['simulators']}. Raw trials: target/compare/results.json.",
+    ]
+    lines[b + 1:e] = body
+    DOC.write_text("\n".join(lines))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="2 kills, assert every alert arrives")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--bin-dir", type=Path, default=ROOT / "target" / "release")
+    for b in ("nats-server", "prometheus", "blackbox", "alertmanager"):
+        ap.add_argument(f"--{b}", required=True, dest=b.replace("-", "_"))
+    ap.add_argument("--command", default="scripts/compare.sh", help="how it was run, for the doc")
+    args = ap.parse_args()
+    if args.quick:
+        args.kills = 2
+    if args.kills < 1:
+        ap.error("--kills must be at least 1")
+    if args.seed is None:
+        args.seed = random.randrange(2**32)
+
+    # ctrl-c raises KeyboardInterrupt; TERM and HUP do the same, so `finally` stops everything.
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
+    started = time.time()
+    load0 = os.getloadavg()[0]
+    run = Run(args)
+    trials: list[dict] = []
+    try:
+        run.write_configs()
+        run.start_all()
+        run.warm_up()
+        print(f"all up in {time.time() - started:.1f} s (seed {args.seed}); "
+              f"{args.kills} kills", flush=True)
+        for i in range(args.kills):
+            trials.append(run.trial(i))
+        st = settings(run)
+    except Failure as e:
+        print(f"compare: {e}\n(logs: {OUT / 'logs'})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("compare: interrupted; stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        run.close()
+
+    summary = summarize(trials)
+    load1 = os.getloadavg()[0]
+    when = datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = args.command + (" --quick" if args.quick else f" --kills {args.kills}")
+    print()
+    print(table(summary, markdown=False))
+    print(ratios(summary))
+    result = {"date": when, "command": command, "seed": args.seed, "quick": args.quick,
+              "load_average": [load0, load1], "settings": st, "summary": summary,
+              "trials": trials}
+    out = OUT / ("results-quick.json" if args.quick else "results.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"raw trials: {out.relative_to(ROOT)}")
+
+    missed = [(t["trial"], sy, what) for t in trials for what in ("detect_s", "resolve_after_restart_s")
+              for sy in SYSTEMS if t[what][sy] is None]
+    if args.quick:
+        for n, sy, what in missed:
+            print(f"FAIL: trial {n}: {sy} {'alert' if what == 'detect_s' else 'resolve'} "
+                  "did not arrive", file=sys.stderr)
+        if missed:
+            return 1
+        print(f"ok: {len(trials)} kills, every alert and resolve arrived from all three")
+        return 0
+    write_doc(run, summary, st, when, (load0, load1), command)
+    print(f"figures written to {DOC.relative_to(ROOT)} (compare region)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
