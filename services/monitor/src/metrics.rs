@@ -41,7 +41,12 @@ pub struct Metrics {
     pub slow_consumer_drops: Counter,
     pub publish_drops: Counter,
     pub publish_errors: Counter,
+    /// Events handed to the NATS client (status, alert, summary, heartbeat): with
+    /// `kv_writes` what a benchmark waits for before it stops the clock.
+    pub published: Counter,
     pub kv_write_errors: Counter,
+    /// KV writes (puts and deletes) the server confirmed.
+    pub kv_writes: Counter,
     pub clock_skew: Counter,
     pub transitions: Family<StatusLabel, Counter>,
     pub alerts: Family<AlertLabel, Counter>,
@@ -94,7 +99,9 @@ impl Metrics {
             slow_consumer_drops: Counter::default(),
             publish_drops: Counter::default(),
             publish_errors: Counter::default(),
+            published: Counter::default(),
             kv_write_errors: Counter::default(),
+            kv_writes: Counter::default(),
             clock_skew: Counter::default(),
             transitions: Family::default(),
             alerts: Family::default(),
@@ -164,9 +171,19 @@ impl Metrics {
             m.publish_errors.clone(),
         );
         registry.register(
+            "published",
+            "Events handed to the NATS client (status, alert, summary, heartbeat)",
+            m.published.clone(),
+        );
+        registry.register(
             "kv_write_errors",
             "Failed KV writes (retried)",
             m.kv_write_errors.clone(),
+        );
+        registry.register(
+            "kv_writes",
+            "KV writes (puts and deletes) confirmed by the server",
+            m.kv_writes.clone(),
         );
         registry.register(
             "clock_skew_samples",

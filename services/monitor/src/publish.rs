@@ -73,9 +73,14 @@ pub async fn run_publisher(
                 continue;
             }
         };
-        if let Err(e) = client.publish(subject, Bytes::from(payload)).await {
-            metrics.publish_errors.inc();
-            tracing::warn!(error = %e, "publish failed");
+        match client.publish(subject, Bytes::from(payload)).await {
+            Ok(()) => {
+                metrics.published.inc();
+            }
+            Err(e) => {
+                metrics.publish_errors.inc();
+                tracing::warn!(error = %e, "publish failed");
+            }
         }
     }
     // Bounded: during an outage a flush would wait for the server forever.

@@ -387,14 +387,16 @@ async fn write_all(kv: &kv::Store, pending: &PendingWrites, metrics: &Metrics) -
         .await;
     let mut ok = true;
     for (key, value, error) in results {
-        if let Some(error) = error {
-            metrics.kv_write_errors.inc();
-            if ok {
-                tracing::warn!(key, error, "KV write failed; will retry");
-            }
-            pending.retry(key, value);
-            ok = false;
+        let Some(error) = error else {
+            metrics.kv_writes.inc();
+            continue;
+        };
+        metrics.kv_write_errors.inc();
+        if ok {
+            tracing::warn!(key, error, "KV write failed; will retry");
         }
+        pending.retry(key, value);
+        ok = false;
     }
     ok
 }
