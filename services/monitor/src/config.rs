@@ -10,7 +10,7 @@ use clap::Parser;
 use vitals_protocol::ServiceName;
 
 use crate::deps::Dependencies;
-use crate::engine::EngineConfig;
+use crate::engine::{DEFAULT_RECONNECT_GRACE_MS, EngineConfig};
 use crate::rules::Rules;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9100";
@@ -95,6 +95,20 @@ pub struct Config {
     /// `health.snapshot` requests a second from everyone together; bursts of twice that.
     #[arg(long, env = "MONITOR_SNAPSHOT_RATE_TOTAL", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub snapshot_rate_total: u64,
+    /// How long a lost connection may take to reconnect (to another server of a cluster,
+    /// or after a reset) before its service is judged DOWN. A crash on a single server
+    /// is judged at once.
+    #[arg(long, env = "MONITOR_RECONNECT_GRACE_MS", default_value_t = DEFAULT_RECONNECT_GRACE_MS, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub reconnect_grace_ms: u64,
+    /// NATS users whose connections never stand for a service, comma-separated (anyone
+    /// may name a connection; the anonymous viewer must not take a service DOWN).
+    #[arg(
+        long,
+        env = "MONITOR_CONN_IGNORE_USERS",
+        value_delimiter = ',',
+        default_value = "viewer"
+    )]
+    pub conn_ignore_users: Vec<String>,
     /// Name in heartbeats and snapshots (default: monitor-<pid>).
     #[arg(long, env = "MONITOR_ID")]
     pub monitor_id: Option<String>,
@@ -128,6 +142,8 @@ impl Config {
             retire_after_ms: self.retire_after_s * 1000,
             max_instances: self.max_instances as usize,
             depends_on: Arc::new(depends_on),
+            reconnect_grace_ms: self.reconnect_grace_ms,
+            conn_ignore_users: self.conn_ignore_users.clone(),
         })
     }
 }

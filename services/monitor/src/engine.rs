@@ -13,6 +13,8 @@ use vitals_protocol::{
     ServiceSummary, Silence, Source, Status, StatusChange,
 };
 
+pub mod connections;
+
 use crate::deps::Dependencies;
 use crate::rules::{Edge, Metric, Rules, ThresholdState};
 use crate::window::Window;
@@ -57,6 +59,11 @@ pub struct EngineConfig {
     /// `depends_on` from the rules file: an alert of a service whose dependency is DOWN is
     /// inhibited (see [`Dependencies::root_down`]).
     pub depends_on: Arc<Dependencies>,
+    /// How long a lost connection may take to come back (to another server of a cluster,
+    /// or after a reset) before its service is judged DOWN ([`connections`]).
+    pub reconnect_grace_ms: u64,
+    /// Users whose connections never stand for a service (anyone can name a connection).
+    pub conn_ignore_users: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -74,9 +81,13 @@ impl Default for EngineConfig {
             retire_after_ms: 86_400_000,
             max_instances: DEFAULT_MAX_INSTANCES,
             depends_on: Arc::default(),
+            reconnect_grace_ms: DEFAULT_RECONNECT_GRACE_MS,
+            conn_ignore_users: vec!["viewer".to_owned()],
         }
     }
 }
+
+pub const DEFAULT_RECONNECT_GRACE_MS: u64 = 500;
 
 /// What retiring a service did.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +117,10 @@ pub struct Engine {
     silence_boundary_ms: Option<u64>,
     /// Names of the services that are DOWN now (for inhibition).
     down: HashSet<String>,
+    connections: connections::Connections,
+    /// Connection losses are not judged before this (set with the silence grace after
+    /// the monitor's own reconnect or a stall, not at start).
+    conn_quiet_until_ms: u64,
 }
 
 /// What a firing needs to know beyond its own service: the silences and who is DOWN.
@@ -200,6 +215,8 @@ impl Engine {
             silences: Vec::new(),
             silence_boundary_ms: None,
             down: HashSet::new(),
+            connections: connections::Connections::default(),
+            conn_quiet_until_ms: 0,
         }
     }
 
@@ -637,7 +654,33 @@ impl Engine {
                 }
             }
         }
-        // Roots first: a dependant going DOWN in the same tick is then inhibited by them.
+        self.bring_down(
+            going_down,
+            |silence_ms| format!("no sample for {:.1} s", silence_ms as f64 / 1000.0),
+            now_ms,
+            out,
+        );
+        for t in self.services.values_mut() {
+            let summary_allowed = t
+                .last_summary_ms
+                .is_none_or(|last| now_ms.saturating_sub(last) >= self.cfg.summary_interval_ms);
+            if t.summary_due && summary_allowed {
+                t.summary_due = false;
+                t.last_summary_ms = Some(now_ms);
+                out.push(Event::Summary(t.summary(now_ms, &mut self.scratch)));
+            }
+        }
+    }
+
+    /// Takes each (depth, service, silence, timeout) DOWN with `reason(silence)`, roots
+    /// first: a dependant going DOWN at the same time is then inhibited by them.
+    fn bring_down(
+        &mut self,
+        mut going_down: Vec<(u32, ServiceName, u64, u64)>,
+        reason: impl Fn(u64) -> String,
+        now_ms: u64,
+        out: &mut Vec<Event>,
+    ) {
         going_down.sort_unstable();
         for (_, name, silence_ms, timeout) in going_down {
             let marker = Marker {
@@ -648,23 +691,19 @@ impl Engine {
             let Some(t) = self.services.get_mut(&name) else {
                 continue;
             };
-            let reason = format!("no sample for {:.1} s", silence_ms as f64 / 1000.0);
             let silence_s = silence_ms as f64 / 1000.0;
             let threshold_s = Some(timeout as f64 / 1000.0);
-            let changed = t.go_down(reason, silence_s, threshold_s, now_ms, &marker, out);
+            let changed = t.go_down(
+                reason(silence_ms),
+                silence_s,
+                threshold_s,
+                now_ms,
+                &marker,
+                out,
+            );
             t.refresh_status(changed, now_ms, out);
             if t.is_down() {
                 self.down.insert(name.to_string());
-            }
-        }
-        for t in self.services.values_mut() {
-            let summary_allowed = t
-                .last_summary_ms
-                .is_none_or(|last| now_ms.saturating_sub(last) >= self.cfg.summary_interval_ms);
-            if t.summary_due && summary_allowed {
-                t.summary_due = false;
-                t.last_summary_ms = Some(now_ms);
-                out.push(Event::Summary(t.summary(now_ms, &mut self.scratch)));
             }
         }
     }
@@ -700,6 +739,7 @@ impl Engine {
     fn forgive_silence(&mut self, now_ms: u64) {
         self.silence_epoch_ms = now_ms;
         self.grace_until_ms = now_ms + self.cfg.grace_ms;
+        self.conn_quiet_until_ms = now_ms + self.cfg.grace_ms;
     }
 
     /// Every service's current state, sorted by name.
@@ -736,6 +776,9 @@ struct InstanceSeq {
     id: String,
     last_seq: u64,
     last_seen_ms: u64,
+    /// Its connection closed (see [`connections`]): not counted as a live replica until
+    /// it is heard from again.
+    closed: bool,
 }
 
 impl Instances {
@@ -757,6 +800,7 @@ impl Instances {
             let missed = if gap <= MAX_COUNTED_GAP { gap } else { 0 };
             known.last_seq = seq;
             known.last_seen_ms = now_ms;
+            known.closed = false;
             return Ok(missed);
         }
         if self.seen.len() >= max.max(1) {
@@ -777,8 +821,33 @@ impl Instances {
             id: instance.to_owned(),
             last_seq: seq,
             last_seen_ms: now_ms,
+            closed: false,
         });
         Ok(0)
+    }
+
+    /// Marks `instance`'s connection closed; false if the instance is not known.
+    fn close(&mut self, instance: &str) -> bool {
+        self.seen
+            .iter_mut()
+            .find(|i| i.id == instance)
+            .map(|i| i.closed = true)
+            .is_some()
+    }
+
+    /// `instance` connected again.
+    fn reopen(&mut self, instance: &str) {
+        if let Some(i) = self.seen.iter_mut().find(|i| i.id == instance) {
+            i.closed = false;
+        }
+    }
+
+    /// Whether an instance other than `instance`, not closed, was heard from within
+    /// `timeout_ms`.
+    fn another_alive(&self, instance: &str, now_ms: u64, timeout_ms: u64) -> bool {
+        self.seen.iter().any(|i| {
+            i.id != instance && !i.closed && now_ms.saturating_sub(i.last_seen_ms) <= timeout_ms
+        })
     }
 }
 

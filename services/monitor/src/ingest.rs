@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vitals_protocol::{MonitorHeartbeat, Refusal, RefusalReason, Status, parse_sample, subjects};
+use vitals_protocol::{
+    ConnAdvisory, MonitorHeartbeat, Refusal, RefusalReason, Status, parse_sample, subjects,
+};
 use vitals_runtime::loglimit::LogLimiter;
 use vitals_runtime::{Clock, ConnEvent};
 
+use crate::engine::connections::ConnOutcome;
 use crate::engine::{Engine, Event};
 use crate::metrics::{AlertLabel, Metrics, ReasonLabel, StatusLabel};
 use crate::publish::{Outbound, Outbox};
@@ -40,6 +43,8 @@ pub struct Ingest {
     pub reads: read::Publisher,
     /// Ids of acknowledged alerts that resolved: their KV ack is deleted off this task.
     pub forget_acks: mpsc::Sender<String>,
+    /// Unreadable connection advisories: logged at most once per period.
+    pub conn_log: LogLimiter,
 }
 
 pub struct Inputs {
@@ -48,6 +53,8 @@ pub struct Inputs {
     pub echo: async_nats::Subscriber,
     pub commands: mpsc::Receiver<Command>,
     pub conn: mpsc::UnboundedReceiver<ConnEvent>,
+    /// The server's client connect/disconnect advisories ([`subjects::CONN_EVENTS`]).
+    pub conn_events: async_nats::Subscriber,
 }
 
 impl Ingest {
@@ -87,6 +94,9 @@ impl Ingest {
                         tracing::warn!("own heartbeat no longer echoes through NATS; not judging silence");
                         self.engine.on_feed_stalled();
                     }
+                    for outcome in self.engine.judge_pending_losses(now, &mut out) {
+                        self.metrics.conn_event(outcome);
+                    }
                     self.engine.on_tick(now, &mut out);
                     if !out.is_empty() {
                         self.reads.changed();
@@ -98,6 +108,14 @@ impl Ingest {
                     if heartbeat.due(now) {
                         let hb = self.heartbeat(now, &mut heartbeat);
                         self.outbox.send(Outbound::Heartbeat(hb));
+                    }
+                }
+                Some(advisory) = inputs.conn_events.next() => {
+                    let now = self.clock.now_ms();
+                    self.on_conn_advisory(&advisory.payload, now, &mut out);
+                    if !out.is_empty() {
+                        self.reads.changed();
+                        self.flush(&mut out);
                     }
                 }
                 Some(echo) = inputs.echo.next() => {
@@ -198,6 +216,20 @@ impl Ingest {
                 log.note(&refusal, &msg.subject);
             }
         }
+    }
+
+    /// A connection opened or closed: a crash is DOWN at once (see `engine::connections`).
+    fn on_conn_advisory(&mut self, payload: &[u8], now: u64, out: &mut Vec<Event>) {
+        let outcome = match serde_json::from_slice::<ConnAdvisory>(payload) {
+            Ok(advisory) => self.engine.on_conn_advisory(&advisory, now, out),
+            Err(e) => {
+                if let Some(suppressed) = self.conn_log.due() {
+                    tracing::warn!(error = %e, suppressed, "unreadable connection advisory");
+                }
+                ConnOutcome::Unreadable
+            }
+        };
+        self.metrics.conn_event(outcome);
     }
 
     fn flush(&mut self, out: &mut Vec<Event>) {

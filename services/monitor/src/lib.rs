@@ -107,6 +107,12 @@ pub async fn run(
         .subscribe(subjects::HEARTBEAT)
         .await
         .context("subscribing to the heartbeat echo")?;
+    // Nothing arrives here unless nats.conf imports the system account's connection
+    // events (both stacks do); then a crash is seen at once, else by the timeout.
+    let conn_events = client
+        .subscribe(subjects::CONN_EVENTS)
+        .await
+        .context("subscribing to connection events")?;
     let setup = vitals_runtime::retry_until_cancelled(
         &cancel,
         "setting up JetStream",
@@ -273,12 +279,14 @@ pub async fn run(
         started_ms,
         reads: read_publisher,
         forget_acks,
+        conn_log: vitals_runtime::loglimit::LogLimiter::new(Duration::from_secs(10)),
     };
     let inputs = Inputs {
         samples,
         echo,
         commands: commands_rx,
         conn: conn_rx,
+        conn_events,
     };
     let _ = http_state.handlers.set(handlers);
     tracing::info!(%monitor_id, "monitor running");

@@ -7,10 +7,17 @@ use std::collections::BTreeMap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+
+use crate::engine::connections::ConnOutcome;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use vitals_protocol::{AlertName, RefusalReason, Status};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -88,6 +95,8 @@ pub struct Metrics {
     pub ack_forget_errors: Counter,
     /// 1 while the KV vitals_silences watch runs.
     pub silences_watching: Gauge,
+    /// Connection advisories, by what they did (`down` = a service DOWN at once).
+    pub conn_events: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -127,6 +136,7 @@ impl Metrics {
             silence_request_errors: Family::default(),
             ack_forget_errors: Counter::default(),
             silences_watching: Gauge::default(),
+            conn_events: Family::default(),
             registry: Registry::default(),
         };
         // Every refusal reason, status and alert appears from the start (as 0), so a
@@ -290,6 +300,16 @@ impl Metrics {
             "KV entries read at start after taking null numbers as 0",
             m.kv_repaired.clone(),
         );
+        for outcome in ConnOutcome::ALL {
+            let _ = m.conn_events.get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            });
+        }
+        registry.register(
+            "conn_events",
+            "Server connect/disconnect advisories, by what they did (down: a service DOWN at once)",
+            m.conn_events.clone(),
+        );
         for reason in ["resolved_orphan", "announced"] {
             let _ = m.restart_repairs.get_or_create(&ReasonLabel { reason });
         }
@@ -332,6 +352,14 @@ impl Metrics {
             m.silences_watching.clone(),
         );
         Self { registry, ..m }
+    }
+
+    pub fn conn_event(&self, outcome: ConnOutcome) {
+        self.conn_events
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     pub fn refused(&self, reason: RefusalReason) {

@@ -17,6 +17,8 @@ pub const ANY_SERVICE: &str = "*";
 /// The disconnect reason the server gives when the client's side closed the socket: the
 /// process exited (a crash included: the kernel closes its sockets) or closed its client.
 pub const REASON_CLIENT_CLOSED: &str = "Client Closed";
+/// The server's read failed (a reset, e.g. a process killed with unread data).
+pub const REASON_READ_ERROR: &str = "Read Error";
 
 /// Which services a connection speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,10 @@ impl ConnName {
         let source = parts.next()?;
         let service = parts.next()?;
         let instance = parts.next()?;
-        if source.is_empty() || !source.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        if source.is_empty()
+            || !source
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return None;
         }
@@ -119,7 +124,10 @@ impl ConnAdvisory {
 
     /// Whether the server is in a cluster (a client it lost may be on another server).
     pub fn clustered(&self) -> bool {
-        self.server.cluster.as_deref().is_some_and(|c| !c.is_empty())
+        self.server
+            .cluster
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
     }
 }
 

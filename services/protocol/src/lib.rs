@@ -20,7 +20,7 @@ pub mod target;
 pub mod url;
 
 pub use chaos::{ChaosReply, ChaosRequest, FaultMode};
-pub use conn::{ConnAdvisory, ConnName, ConnServices};
+pub use conn::{AdvisoryClient, AdvisoryServer, ConnAdvisory, ConnName, ConnServices};
 pub use events::{
     ActiveAlert, AlertEvent, AlertMark, AlertMarks, AlertUpdate, Figures, MonitorHeartbeat,
     ServiceState, ServiceSummary, Snapshot, StatusChange,
