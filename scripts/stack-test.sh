@@ -65,14 +65,15 @@ ok "the agent reports this host as $agent_service"
 
 # Each part is connected as its role (the server's own view of the connections).
 connz="$(curl -fsS -m 2 "http://127.0.0.1:$NATS_HTTP_PORT/connz?auth=true&limit=1024")"
-user_of() { jq -r --arg n "$1" '[.connections[] | select(.name == $n) | .authorized_user] | unique | join(",")' <<<"$connz"; }
+# A name or, ending in ':', a prefix (sources name theirs vitals:<source>:<service>:<instance>).
+user_of() { jq -r --arg n "$1" '[.connections[] | select(.name == $n or (($n | endswith(":")) and (.name // "" | startswith($n)))) | .authorized_user] | unique | join(",")' <<<"$connz"; }
 [ "$(user_of vitals-monitor)" = monitor ] || fail "monitor logged in as '$(user_of vitals-monitor)'"
 [ "$(user_of vitals-gateway)" = gateway ] || fail "gateway logged in as '$(user_of vitals-gateway)'"
-[ "$(user_of vitals-prober)" = prober ] || fail "prober logged in as '$(user_of vitals-prober)'"
-[ "$(user_of "agent $agent_service")" = agent ] || fail "agent logged in as '$(user_of "agent $agent_service")'"
+[ "$(user_of 'vitals:prober:*:')" = prober ] || fail "prober logged in as '$(user_of 'vitals:prober:*:')'"
+[ "$(user_of "vitals:agent:$agent_service:")" = agent ] || fail "agent logged in as '$(user_of "vitals:agent:$agent_service:")'"
 [ "$(user_of vitals-notifier)" = notifier ] || fail "notifier logged in as '$(user_of vitals-notifier)'"
 for s in auth billing notifications analytics; do
-  [ "$(user_of "simulator $s")" = "sim-$s" ] || fail "simulator $s logged in as '$(user_of "simulator $s")', not sim-$s"
+  [ "$(user_of "vitals:simulator:$s:")" = "sim-$s" ] || fail "simulator $s logged in as '$(user_of "vitals:simulator:$s:")', not sim-$s"
 done
 ok "monitor, gateway, prober, agent, notifier and each simulator logged in as its own NATS user"
 

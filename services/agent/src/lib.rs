@@ -18,6 +18,7 @@ use async_nats::Event;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vitals_protocol::ConnName;
 
 pub use config::{Config, ConfigError, Settings};
 
@@ -143,7 +144,11 @@ async fn connect(
 ) -> anyhow::Result<async_nats::Client> {
     // Starts even when NATS is not up yet and never gives up reconnecting: an outage must
     // not end the agent (samples are counted as unsent meanwhile).
-    let opts = vitals_runtime::nats_options(&format!("agent {}", id.service), &settings.nats_auth)
+    let opts = vitals_runtime::nats_options(
+        // The monitor maps this connection to the host's instance: a killed agent is DOWN at once.
+        &ConnName::format("agent", &id.service, &id.instance),
+        &settings.nats_auth,
+    )
         .event_callback(move |event| {
             let metrics = metrics.clone();
             async move {

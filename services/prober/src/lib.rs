@@ -25,7 +25,7 @@ use anyhow::Result;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
-use vitals_protocol::{MetricSample, Target, TargetKind, subjects};
+use vitals_protocol::{ConnName, MetricSample, Target, TargetKind, subjects};
 use vitals_runtime::{Clock, ConnEvent};
 
 pub use config::{Config, ConfigError, Settings};
@@ -37,7 +37,6 @@ use crate::sample::Outcome;
 use crate::schedule::{Applied, BoxFuture, Ctx, Runner, Scheduler, Sink};
 
 /// Client name on NATS.
-pub const CLIENT_NAME: &str = "vitals-prober";
 
 /// Reads and checks the targets file; any fault is a [`ConfigError`] (exit 2).
 pub fn load_targets_file(path: &std::path::Path) -> Result<Vec<Target>, ConfigError> {
@@ -73,7 +72,11 @@ pub async fn run(
         settings.http_limits,
     ));
 
-    let (client, conn) = settings.nats.connect(CLIENT_NAME, |o| o).await?;
+    let (client, conn) = settings
+        .nats
+        // `vitals:prober:*:<instance>`: the monitor knows it is a prober and never takes
+        // the targets DOWN for the prober's own loss (the timeout still does, later).
+        .connect(&ConnName::format_many("prober", &settings.instance), |o| o).await?;
     tracker.spawn(track_connection(conn, metrics.clone(), cancel.clone()));
     let ctx = Arc::new(Ctx {
         runner: Probes {

@@ -23,7 +23,7 @@ use anyhow::Context;
 use async_nats::Event;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
-use vitals_protocol::FaultMode;
+use vitals_protocol::{ConnName, FaultMode};
 
 pub use config::{Config, ConfigError, Settings};
 pub use shutdown::Crash;
@@ -293,8 +293,11 @@ async fn connect(
     stats: Arc<Stats>,
     connected: tokio::sync::watch::Sender<bool>,
 ) -> anyhow::Result<async_nats::Client> {
+    // One service: named so the monitor maps the connection to its instance and sees a
+    // crash at once. Many services (`--count`, one instance each): not mapped, so their
+    // crash is found by the heartbeat timeout.
     let name = match services {
-        [one] => format!("simulator {}", one.name),
+        [one] => ConnName::format("simulator", &one.name, &one.instance),
         [first, ..] => format!("simulator {}+{}", first.name, services.len() - 1),
         [] => "simulator".to_owned(),
     };
