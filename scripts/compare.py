@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -31,29 +30,24 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from string import Template
+
+from compare_report import (SYSTEMS, RegionMissing, ratios, short_version, summarize,
+                            table, why, write_doc)
+from compare_watch import Events, NatsWatch, receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "config" / "compare"
 OUT = ROOT / "target" / "compare"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
-BEGIN, END = "<!-- compare:begin", "<!-- compare:end -->"
 # The stacks' simulated services, each with its own NATS user (nats.conf, scripts/stack.sh).
 SERVICES = ("auth", "billing", "notifications", "analytics")
-SYSTEMS = ("prometheus", "vitals", "vitals_nats")
-LABEL = {
-    "prometheus": "Prometheus + blackbox + Alertmanager, webhook",
-    "vitals": "Vitals, notifier webhook",
-    "vitals_nats": "Vitals, `health.status.<service>` DOWN on NATS (the dashboard's feed)",
-}
 DETECT_TIMEOUT_S = 30.0
 RECOVER_TIMEOUT_S = 60.0
 START_TIMEOUT_S = 60.0
@@ -87,135 +81,6 @@ def wait_until(what: str, pred, timeout: float = START_TIMEOUT_S, every: float =
             return
         time.sleep(every)
     raise Failure(f"{what}: not within {timeout:.0f} s")
-
-
-# ------------------------------------------------------------------ what arrives, when
-
-class Events:
-    """Every arrival (monotonic time, system, service, 'firing' | 'resolved'), waitable."""
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._items: list[tuple[float, str, str, str]] = []
-
-    def add(self, t: float, system: str, service: str, state: str) -> None:
-        with self._cv:
-            self._items.append((t, system, service, state))
-            self._cv.notify_all()
-
-    def first(self, system: str, service: str, state: str, since: float) -> float | None:
-        for t, sy, sv, st in self._items:
-            if t >= since and (sy, sv, st) == (system, service, state):
-                return t
-        return None
-
-    def wait_all(self, systems, service: str, state: str, since: float, timeout: float) -> dict:
-        """The first arrival of each system at or after `since`; None for any not in time."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                got = {s: self.first(s, service, state, since) for s in systems}
-                left = deadline - time.monotonic()
-                if all(v is not None for v in got.values()) or left <= 0:
-                    return got
-                self._cv.wait(left)
-
-
-def receiver(events: Events, instances: dict[str, str]) -> ThreadingHTTPServer:
-    """The one webhook receiver both systems post to: /alertmanager and /vitals."""
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            t = time.monotonic()  # arrival, before the body is read or parsed
-            path = self.path.split("?")[0]
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                alerts = body["alerts"]
-            except (ValueError, KeyError, TypeError):
-                self.send_error(400)
-                return
-            for a in alerts:
-                labels = a.get("labels", {})
-                status = a.get("status")
-                if path == "/alertmanager" and labels.get("alertname") == "ProbeDown":
-                    # The blackbox pattern's instance label is the probed URL.
-                    service = instances.get(labels.get("instance", ""))
-                    system = "prometheus"
-                elif path == "/vitals" and labels.get("alertname") == "SERVICE_DOWN":
-                    service, system = labels.get("service"), "vitals"
-                else:
-                    continue
-                if service and status in ("firing", "resolved"):
-                    events.add(t, system, service, status)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, name="receiver", daemon=True).start()
-    return srv
-
-
-class NatsWatch(threading.Thread):
-    """health.status.* (DOWN and back) and the monitor's heartbeat, over a bare NATS socket
-    as the read-only viewer (no credentials: nats.conf's no_auth_user)."""
-
-    def __init__(self, port: int, events: Events) -> None:
-        super().__init__(name="nats-watch", daemon=True)
-        self.events = events
-        self.heartbeat: dict = {}
-        self.ready = threading.Event()
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.settimeout(None)
-        self.f = self.sock.makefile("rb")
-        info = self.f.readline()
-        if not info.startswith(b"INFO "):
-            raise Failure(f"not a NATS server on {port}: {info[:80]!r}")
-        connect = {"verbose": False, "pedantic": False, "name": "vitals-compare", "lang": "python",
-                   "version": "0", "protocol": 1, "headers": True}
-        self.sock.sendall(f"CONNECT {json.dumps(connect)}\r\nSUB health.status.* 1\r\n"
-                          "SUB health.monitor.heartbeat 2\r\nPING\r\n".encode())
-
-    def run(self) -> None:
-        while True:
-            line = self.f.readline()
-            if not line:
-                return
-            line = line.rstrip(b"\r\n")
-            if line == b"PING":
-                self.sock.sendall(b"PONG\r\n")
-            elif line == b"PONG":
-                self.ready.set()  # both subscriptions are in place
-            elif line.startswith(b"-ERR"):
-                print(f"nats: {line.decode(errors='replace')}", file=sys.stderr, flush=True)
-            elif line.startswith((b"MSG ", b"HMSG ")):
-                t = time.monotonic()
-                parts = line.split()
-                size = int(parts[-1])
-                hdr = int(parts[-2]) if parts[0] == b"HMSG" else 0
-                self.on_msg(t, parts[1].decode(), self.f.read(size + 2)[hdr:size])
-
-    def on_msg(self, t: float, subject: str, body: bytes) -> None:
-        try:
-            msg = json.loads(body)
-        except ValueError:
-            return
-        if subject == "health.monitor.heartbeat":
-            self.heartbeat = msg
-        elif msg.get("status") == "DOWN":
-            self.events.add(t, "vitals_nats", msg.get("service", ""), "firing")
-        elif msg.get("previous") == "DOWN":
-            self.events.add(t, "vitals_nats", msg.get("service", ""), "resolved")
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 # ------------------------------------------------------------------ processes
@@ -427,71 +292,37 @@ class Run:
         wall = time.time()
         t_kill = self.procs.kill9(s)
         got = self.events.wait_all(SYSTEMS, s, "firing", t_kill, DETECT_TIMEOUT_S)
-        detect = {k: (None if v is None else round(v - t_kill, 4)) for k, v in got.items()}
+        detect = {k: (None if v is None else round(v[0] - t_kill, 4)) for k, v in got.items()}
+        why = got["vitals_nats"][1] if got["vitals_nats"] else None
         self.restarts[s] += 1
         self.start_sim(s)
         t_restart = time.monotonic()
         self.await_http(s, self.sim_url[s])
         back = self.events.wait_all(SYSTEMS, s, "resolved", t_restart, RECOVER_TIMEOUT_S)
-        recover = {k: (None if v is None else round(v - t_restart, 4)) for k, v in back.items()}
+        recover = {k: (None if v is None else round(v[0] - t_restart, 4))
+                   for k, v in back.items()}
         line = "  ".join(f"{k} {'MISSED' if v is None else f'{v:.3f}s'}" for k, v in detect.items())
         print(f"trial {i + 1:>3}/{self.args.kills}  {s:<13} {line}", flush=True)
         # Both sides idle again before the next kill (Prometheus and the monitor both see
         # it up: the resolves above), plus a second for the probes to settle.
         time.sleep(1.0)
-        return {"trial": i + 1, "service": s, "killed_at": wall,
-                "detect_s": detect, "resolve_after_restart_s": recover}
+        return {"trial": i + 1, "service": s, "killed_at": wall, "detect_s": detect,
+                "vitals_down_reasons": why, "resolve_after_restart_s": recover}
 
 
-# ------------------------------------------------------------------ figures
-
-def pct(xs: list[float], p: float) -> float:
-    """Nearest-rank percentile: over 20 trials p99 is the worst one."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
-
-
-def summarize(trials: list[dict]) -> dict:
-    out = {}
-    for sy in SYSTEMS:
-        xs = [t["detect_s"][sy] for t in trials if t["detect_s"][sy] is not None]
-        out[sy] = {"n": len(xs), "missed": len(trials) - len(xs)}
-        if xs:
-            out[sy].update({k: round(pct(xs, q), 3) for k, q in
-                            (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))})
-    pr, vi = out["prometheus"], out["vitals"]
-    if pr.get("p50") and vi.get("p50"):
-        out["ratio_p50"] = round(pr["p50"] / vi["p50"], 2)
-        out["ratio_p99"] = round(pr["p99"] / vi["p99"], 2)
-    return out
+def yaml_value(name: str, key: str) -> str:
+    """`key: value` from one of config/compare's files (flat enough for a regex), so the doc
+    says what actually ran."""
+    m = re.search(rf"^\s*-?\s*{re.escape(key)}:\s*(.+?)\s*(#.*)?$",
+                  (CONF / name).read_text(), re.M)
+    return m.group(1) if m else "?"
 
 
-def table(summary: dict, markdown: bool) -> str:
-    def cell(d: dict, k: str) -> str:
-        return f"{d[k]:.2f} s" if k in d else "-"
-    rows = []
-    if markdown:
-        rows += ["| from `kill -9` to | n | p50 | p90 | p99 | max | missed |",
-                 "|---|---|---|---|---|---|---|"]
-        for sy in SYSTEMS:
-            d = summary[sy]
-            rows.append(f"| {LABEL[sy]} | {d['n']} | " + " | ".join(
-                cell(d, k) for k in ("p50", "p90", "p99", "max")) + f" | {d['missed']} |")
-    else:
-        rows.append(f"{'seconds from kill -9 to':<48} {'n':>3} {'p50':>7} {'p90':>7} "
-                    f"{'p99':>7} {'max':>7} {'missed':>6}")
-        for sy in SYSTEMS:
-            d = summary[sy]
-            rows.append(f"{LABEL[sy].replace('`', ''):<48.48} {d['n']:>3} " + " ".join(
-                f"{cell(d, k):>7}" for k in ("p50", "p90", "p99", "max")) + f" {d['missed']:>6}")
-    return "\n".join(rows)
-
-
-def ratios(summary: dict) -> str:
-    if "ratio_p50" not in summary:
-        return "ratio: n/a (a system had no arrivals)"
-    return (f"Prometheus / Vitals (notifier): medians {summary['ratio_p50']:.2f}x, "
-            f"p99s {summary['ratio_p99']:.2f}x")
+def flag_default(binary: Path, flag: str) -> str:
+    """The `[default: X]` clap prints for `--flag` in `binary --help`."""
+    text = subprocess.run([str(binary), "--help"], capture_output=True, text=True).stdout
+    m = re.search(rf"--{flag} .*?\[default: ([^\]]+)\]", text, re.S)
+    return m.group(1) if m else "?"
 
 
 def settings(run: Run) -> dict:
@@ -499,53 +330,31 @@ def settings(run: Run) -> dict:
     src = (ROOT / "services" / "notifier" / "src" / "config.rs").read_text()
     m = re.search(r"fn d_group_wait\(\) -> u64 \{\s*([\d_]+)", src)
     hb = run.nats.heartbeat if run.nats else {}
+    p, r, am = "prometheus.yml", "rules.yml", "alertmanager.yml"
     return {
-        "prometheus": version(a.prometheus), "blackbox": version(a.blackbox),
-        "alertmanager": version(a.alertmanager), "nats_server": version(a.nats_server),
-        "prometheus_cfg": "scrape_interval 1s, scrape_timeout 1s, evaluation_interval 1s; "
-                          "blackbox http_2xx GET of each simulator's /health; rule "
-                          "`probe_success == 0` `for: 2s`",
-        "alertmanager_cfg": "group_by ['...'] (each alert its own group), group_wait 0s, "
-                            "group_interval 1s (resolves only), repeat_interval 1h, "
-                            "clustering off, webhook send_resolved",
-        "vitals_cfg": (f"nats-server with the repo's nats.conf; monitor defaults (heartbeat "
-                       f"timeout {hb.get('heartbeat_timeout_ms', '?')} ms, judged every 250 ms); "
+        "prometheus": short_version(version(a.prometheus)),
+        "blackbox": short_version(version(a.blackbox)),
+        "alertmanager": short_version(version(a.alertmanager)),
+        "nats_server": short_version(version(a.nats_server)),
+        "prometheus_cfg": (f"scrape_interval {yaml_value(p, 'scrape_interval')}, scrape_timeout "
+                           f"{yaml_value(p, 'scrape_timeout')}, evaluation_interval "
+                           f"{yaml_value(p, 'evaluation_interval')}; blackbox http_2xx GET of "
+                           f"each simulator's /health; rule `{yaml_value(r, 'expr')}` "
+                           f"`for: {yaml_value(r, 'for')}`"),
+        "alertmanager_cfg": (f"group_by {yaml_value(am, 'group_by')} (each alert its own "
+                             f"group), group_wait {yaml_value(am, 'group_wait')}, "
+                             f"group_interval {yaml_value(am, 'group_interval')} (only the "
+                             "resolve waits for it), repeat_interval "
+                             f"{yaml_value(am, 'repeat_interval')}, no cluster (no peer "
+                             "wait), webhook with send_resolved"),
+        "vitals_cfg": ("the repo's nats.conf; monitor defaults (heartbeat timeout "
+                       f"{hb.get('heartbeat_timeout_ms', '?')} ms, judged every "
+                       f"{flag_default(a.bin_dir / 'monitor', 'tick-ms')} ms, reconnect "
+                       f"grace {flag_default(a.bin_dir / 'monitor', 'reconnect-grace-ms')} ms); "
                        "notifier: one webhook receiver, route defaults (group_wait_ms "
                        f"{m.group(1).replace('_', '') if m else '?'})"),
         "simulators": f"{len(SERVICES)} ({', '.join(SERVICES)}), 1 sample/s each",
     }
-
-
-def write_doc(run: Run, summary: dict, st: dict, when: str, load: tuple, command: str) -> None:
-    text = DOC.read_text()
-    lines = text.split("\n")
-    try:
-        b = next(i for i, l in enumerate(lines) if l.startswith(BEGIN))
-        e = next(i for i, l in enumerate(lines) if i > b and l.strip() == END)
-    except StopIteration:
-        raise Failure(f"{DOC}: no `{BEGIN} ...-->` ... `{END}` region to write into") from None
-    body = [
-        "### Side by side with Prometheus (`make compare`)",
-        "",
-        f"`{command}` on {when}, {run.args.kills} kills; load average {load[0]:.2f} at the "
-        f"start, {load[1]:.2f} at the end (2 cores shared with other work: the figures move "
-        "by a few hundred ms between runs). Each trial `kill -9`s one of the simulators, "
-        "chosen at random, at a random phase (0-1 s) against the 1 s probes and samples, and "
-        "times from the kill to the alert's arrival at one webhook receiver; then restarts "
-        "it and waits until both systems resolved.",
-        "",
-        table(summary, markdown=True),
-        "",
-        f"{ratios(summary)} (p99 is nearest rank: over {run.args.kills} trials, the worst).",
-        "",
-        f"- Prometheus: {st['prometheus']}; {st['prometheus_cfg']} (config/compare/).",
-        f"- Blackbox exporter: {st['blackbox']}.",
-        f"- Alertmanager: {st['alertmanager']}; {st['alertmanager_cfg']}.",
-        f"- Vitals: {st['nats_server']}; {st['vitals_cfg']}.",
-        f"- Simulators: {st['simulators']}. Raw trials: target/compare/results.json.",
-    ]
-    lines[b + 1:e] = body
-    DOC.write_text("\n".join(lines))
 
 
 def main() -> int:
@@ -584,7 +393,7 @@ def main() -> int:
         for i in range(args.kills):
             trials.append(run.trial(i))
         st = settings(run)
-    except Failure as e:
+    except (Failure, OSError) as e:
         print(f"compare: {e}\n(logs: {OUT / 'logs'})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -600,6 +409,7 @@ def main() -> int:
     print()
     print(table(summary, markdown=False))
     print(ratios(summary))
+    print(why(summary).replace("`", ""))
     result = {"date": when, "command": command, "seed": args.seed, "quick": args.quick,
               "load_average": [load0, load1], "settings": st, "summary": summary,
               "trials": trials}
@@ -607,7 +417,8 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"raw trials: {out.relative_to(ROOT)}")
 
-    missed = [(t["trial"], sy, what) for t in trials for what in ("detect_s", "resolve_after_restart_s")
+    missed = [(t["trial"], sy, what) for t in trials
+              for what in ("detect_s", "resolve_after_restart_s")
               for sy in SYSTEMS if t[what][sy] is None]
     if args.quick:
         for n, sy, what in missed:
@@ -617,7 +428,11 @@ def main() -> int:
             return 1
         print(f"ok: {len(trials)} kills, every alert and resolve arrived from all three")
         return 0
-    write_doc(run, summary, st, when, (load0, load1), command)
+    try:
+        write_doc(DOC, summary, st, when, (load0, load1), command, args.kills)
+    except RegionMissing as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 1
     print(f"figures written to {DOC.relative_to(ROOT)} (compare region)")
     return 0
 
