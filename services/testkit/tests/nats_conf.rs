@@ -19,6 +19,9 @@ use vitals_testkit::{ChildProc, NatsServer, SOON, collect_for, next_within, wait
 // The notifier role, in its own file (same server helpers).
 #[path = "nats_conf/notifier.rs"]
 mod notifier;
+// Connection events (imported from the system account for the monitor only).
+#[path = "nats_conf/connections.rs"]
+mod connections;
 
 /// The development passwords (nats.conf, docker-compose.yml, scripts/stack.sh, docs/STACK.md).
 /// The shared `simulator` user is the load-test shortcut; the stacks' simulators each have
