@@ -371,6 +371,8 @@ def main() -> int:
         args.kills = 2
     if args.kills < 1:
         ap.error("--kills must be at least 1")
+    if not args.quick and args.bin_dir.name != "release":
+        ap.error(f"figures come from release binaries, not {args.bin_dir} (--quick may use any)")
     if args.seed is None:
         args.seed = random.randrange(2**32)
 

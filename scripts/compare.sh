@@ -5,6 +5,8 @@
 #   compare.sh [--kills N] [--quick] [--seed S]
 # Full mode writes docs/BENCHMARKS.md's compare region and target/compare/results.json;
 # --quick (2 kills, asserts every alert arrives) writes target/compare/results-quick.json only.
+# VITALS_PROFILE=debug uses (and builds) the debug binaries: fine for --quick, which asserts
+# no timing (the test command's build is reused); figures come from release builds.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -14,7 +16,12 @@ alertmanager="$(scripts/ensure-alertmanager.sh)"
 bins="$(scripts/ensure-prometheus.sh)"
 prometheus="$(sed -n 1p <<<"$bins")"
 blackbox="$(sed -n 2p <<<"$bins")"
-cargo build --release --quiet -p monitor -p notifier -p simulator
+profile="${VITALS_PROFILE:-release}"
+if [ "$profile" = debug ]; then
+  cargo build --quiet -p monitor -p notifier -p simulator
+else
+  cargo build --profile="$profile" --quiet -p monitor -p notifier -p simulator
+fi
 
 exec python3 scripts/compare.py --nats-server "$nats_server" --alertmanager "$alertmanager" \
-  --prometheus "$prometheus" --blackbox "$blackbox" --bin-dir "$root/target/release" "$@"
+  --prometheus "$prometheus" --blackbox "$blackbox" --bin-dir "$root/target/$profile" "$@"
