@@ -715,8 +715,13 @@ impl Engine {
 
     /// The NATS connection is back: judge silence again after a grace period.
     pub fn on_reconnected(&mut self, now_ms: u64) {
-        self.disconnected = false;
+        let was_disconnected = std::mem::take(&mut self.disconnected);
+        let quiet = self.conn_quiet_until_ms;
         self.forgive_silence(now_ms);
+        // The first connect is no reconnect: no connection event was missed or is stale.
+        if !was_disconnected {
+            self.conn_quiet_until_ms = quiet;
+        }
     }
 
     /// The monitor's heartbeat stopped echoing back: samples may be stuck in NATS, so

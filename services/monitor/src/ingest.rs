@@ -112,6 +112,14 @@ impl Ingest {
                 }
                 Some(advisory) = inputs.conn_events.next() => {
                     let now = self.clock.now_ms();
+                    // Samples already here were sent before the close was seen (a graceful
+                    // stop's `stopping` sample among them): they go first.
+                    for _ in 0..BATCH {
+                        match inputs.samples.next().now_or_never() {
+                            Some(Some(msg)) => self.on_message(&msg, now, &mut out, &mut refusal_log),
+                            _ => break,
+                        }
+                    }
                     self.on_conn_advisory(&advisory.payload, now, &mut out);
                     if !out.is_empty() {
                         self.reads.changed();

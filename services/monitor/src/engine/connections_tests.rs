@@ -351,3 +351,14 @@ fn a_service_that_never_reported_is_not_judged() {
     assert_eq!(o, ConnOutcome::Unknown);
     assert!(events.is_empty());
 }
+
+#[test]
+fn the_first_connect_is_no_reconnect() {
+    let mut e = engine();
+    healthy(&mut e, "billing", "billing-1");
+    e.on_reconnected(1_000);
+    assert_eq!(
+        adv(7, BILLING).disconnect(&mut e, "Client Closed", 1_100).0,
+        ConnOutcome::Down
+    );
+}

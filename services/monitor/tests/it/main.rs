@@ -2,6 +2,7 @@
 
 mod alerting;
 mod bounds;
+mod connections;
 mod helpers;
 mod hostile;
 mod limits;
