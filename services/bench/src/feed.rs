@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use vitals_protocol::ServiceName;
 use vitals_testkit::NatsServer;
 
-use crate::util::{Part, Percentiles, connect_clients, histogram, percentiles, record, sample};
+use crate::probes::{self, ProbeRun};
+use crate::util::{Part, connect_clients, sample};
 
 #[derive(Debug, Serialize)]
 pub struct E2e {
@@ -23,83 +22,35 @@ pub struct E2e {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub ratio_p99_vs_hop: f64,
-    pub latency: Percentiles,
+    /// Every probe at every client, and what the monitor's output showed.
+    pub probes: ProbeRun,
     /// The gateway's own share: from NATS arrival to the frame written to each client's
     /// socket (its `delivery_seconds` histogram; bucket upper bounds).
     pub gateway_p50_ms: f64,
     pub gateway_p99_ms: f64,
 }
 
-/// Publishes a first sample for a new service per run (the monitor turns it HEALTHY: a
-/// status change) and times each client's receipt of that change.
+/// Probes (a new service's first sample each, open loop at `rate`) timed from their
+/// scheduled instant to that service's UNKNOWN -> HEALTHY at each of `clients` clients.
 pub async fn e2e(
     nats: &NatsServer,
     gateway: &Part,
     clients: usize,
     runs: usize,
+    rate: f64,
     hop_p99_ms: f64,
 ) -> Result<E2e> {
     let url = format!("ws://{}/ws", gateway.http);
     let sockets = connect_clients(&url, clients).await?;
-    let epoch = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Duration)>();
-    let tag = format!("e2e{clients}-");
-    let mut readers = Vec::new();
-    for mut ws in sockets {
-        let tx = tx.clone();
-        let tag = tag.clone();
-        readers.push(tokio::spawn(async move {
-            while let Some(Ok(msg)) = ws.next().await {
-                let Message::Text(text) = msg else { continue };
-                if !text.contains("\"type\":\"status\"") {
-                    continue;
-                }
-                let at = epoch.elapsed();
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-                    continue;
-                };
-                let run = v["data"]["service"]
-                    .as_str()
-                    .and_then(|s| s.strip_prefix(tag.as_str()))
-                    .and_then(|n| n.parse().ok());
-                if let Some(run) = run {
-                    let _ = tx.send((run, at));
-                }
-            }
-        }));
-    }
-    drop(tx);
     let buckets_before =
         crate::util::histogram_buckets(gateway, "vitals_gateway_delivery_seconds").await?;
-    let client = nats.client().await?;
-    let mut sent = vec![Duration::ZERO; runs];
-    for (i, at) in sent.iter_mut().enumerate() {
-        let name = ServiceName::parse(&format!("{tag}{i}"))?;
-        let payload = sample(&name, 0, false);
-        *at = epoch.elapsed();
-        client
-            .publish(vitals_protocol::subjects::metrics(&name), payload)
-            .await?;
-        client.flush().await?;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut h = histogram()?;
-    let expected = runs * clients;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while h.len() < expected as u64 && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Some((run, at))) if run < runs => record(&mut h, at.saturating_sub(sent[run])),
-            Ok(Some(_)) => {}
-            _ => break,
-        }
-    }
-    for r in readers {
-        r.abort();
-    }
+    let client = crate::load::client(&nats.url()).await?;
+    let tag = format!("e2e{clients}-");
+    let probes = probes::run(&client, sockets, &tag, rate, runs, Duration::from_secs(10)).await?;
     let buckets_after =
         crate::util::histogram_buckets(gateway, "vitals_gateway_delivery_seconds").await?;
     let gw = |q| crate::util::bucket_quantile_ms(&buckets_before, &buckets_after, q);
-    let p = percentiles(&h);
+    let p = probes.at_clients;
     Ok(E2e {
         clients,
         runs,
@@ -111,7 +62,7 @@ pub async fn e2e(
         } else {
             0.0
         },
-        latency: p,
+        probes,
         gateway_p50_ms: gw(0.5),
         gateway_p99_ms: gw(0.99),
     })
@@ -147,7 +98,8 @@ pub async fn fanout(
                 let Some(Ok(Message::Text(text))) = ws.next().await else {
                     break;
                 };
-                if text.contains("\"type\":\"metrics\"") {
+                // Only the bench's own summaries (the background's are not counted).
+                if text.contains("\"type\":\"metrics\"") && text.contains("\"service\":\"fan\"") {
                     mine += 1;
                     delivered.fetch_add(1, Ordering::Relaxed);
                 } else if text.contains("\"resync\":true") {

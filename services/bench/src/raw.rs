@@ -79,12 +79,17 @@ pub async fn run(nats: &NatsServer, messages: usize, rate: u64, secs: u64) -> Re
         }
         anyhow::Ok(h)
     });
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    // Open loop, timed from each message's scheduled instant (not when it left), so a
+    // stall of the sender counts against the latency instead of being skipped.
+    let period = Duration::from_micros(1_000_000 / rate.max(1));
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for _ in 0..total {
+    let t0 = epoch.elapsed();
+    for i in 0..total {
         tick.tick().await;
+        let scheduled = t0 + period * i as u32;
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("t", epoch.elapsed().as_nanos().to_string().as_str());
+        headers.insert("t", scheduled.as_nanos().to_string().as_str());
         publisher
             .publish_with_headers("bench.hop", headers, payload.clone())
             .await?;

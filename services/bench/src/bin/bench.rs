@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench::{detection, feed, ingest, notify, raw, resync, util};
+use bench::{
+    counters, detection, feed, ingest, memory, notify, pipeline, raw, resync, sustain, sys, util,
+};
 use clap::Parser;
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -22,6 +24,9 @@ struct Args {
     quick: bool,
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// Also write the latency-versus-throughput plot here (SVG).
+    #[arg(long)]
+    svg: Option<PathBuf>,
     /// Only the ingest measurement for this many services (e.g. to profile the monitor
     /// with `perf record -p`), printed as JSON; nothing is written.
     #[arg(long, value_name = "SERVICES")]
@@ -81,11 +86,18 @@ struct Plan {
     hop_rate: u64,
     hop_secs: u64,
     ingest: Vec<(usize, u64)>,
-    hz_seconds: u64,
-    e2e_clients: Vec<usize>,
-    e2e_runs: usize,
+    memory_sizes: Vec<usize>,
+    memory_secs: u64,
+    background: usize,
+    sustain: sustain::Plan,
+    /// End to end under the full background: (clients, probes, probes a second).
+    e2e: Vec<(usize, usize, f64)>,
+    /// Many clients: a smaller background (each client is sent every summary).
+    e2e_many: (usize, usize, f64),
+    many_background: usize,
     fanout: (usize, usize),
-    detection_runs: usize,
+    detection_trials: usize,
+    detection_batch: usize,
     idle_clients: usize,
     /// Alert events through the notifier, and their rate.
     notify: (usize, u64),
@@ -98,13 +110,26 @@ impl Plan {
                 raw_messages: 100_000,
                 hop_rate: 1_000,
                 hop_secs: 2,
-                ingest: vec![(1_000, 20), (10_000, 5)],
-                hz_seconds: 2,
-                e2e_clients: vec![10, 100],
-                e2e_runs: 50,
-                fanout: (100, 1_000),
-                detection_runs: 20,
-                idle_clients: 200,
+                ingest: vec![(1_000, 20), (5_000, 2)],
+                memory_sizes: vec![100, 200, 400],
+                memory_secs: 3,
+                background: 1_000,
+                sustain: sustain::Plan {
+                    start_rate: 1_000.0,
+                    max_rate: 1_000.0,
+                    bisections: 0,
+                    step_secs: 3.0,
+                    curve_pcts: vec![100],
+                    probe_rate: 20.0,
+                    probes: 40,
+                },
+                e2e: vec![(10, 20, 20.0)],
+                e2e_many: (50, 20, 20.0),
+                many_background: 100,
+                fanout: (50, 200),
+                detection_trials: 4,
+                detection_batch: 4,
+                idle_clients: 100,
                 notify: (40, 20),
             }
         } else {
@@ -113,11 +138,24 @@ impl Plan {
                 hop_rate: 2_000,
                 hop_secs: 5,
                 ingest: vec![(1_000, 60), (10_000, 60), (100_000, 10)],
-                hz_seconds: 5,
-                e2e_clients: vec![10, 100, 1_000],
-                e2e_runs: 200,
+                memory_sizes: vec![2_000, 6_000, 18_000],
+                memory_secs: 65,
+                background: 10_000,
+                sustain: sustain::Plan {
+                    start_rate: 10_000.0,
+                    max_rate: 640_000.0,
+                    bisections: 4,
+                    step_secs: 8.0,
+                    curve_pcts: vec![50, 75, 100, 125, 150],
+                    probe_rate: 50.0,
+                    probes: 500,
+                },
+                e2e: vec![(10, 500, 50.0), (100, 500, 50.0)],
+                e2e_many: (1_000, 200, 20.0),
+                many_background: 1_000,
                 fanout: (1_000, 2_000),
-                detection_runs: 20,
+                detection_trials: 200,
+                detection_batch: 25,
                 idle_clients: 1_000,
                 notify: (500, 50),
             }
@@ -128,25 +166,29 @@ impl Plan {
 #[derive(Debug, Serialize)]
 struct Results {
     mode: &'static str,
-    machine: Machine,
+    machine: sys::Machine,
+    /// Settings that are not what a user gets, per measurement (empty lists: defaults).
+    non_default_flags: Vec<(String, Vec<String>)>,
     raw: raw::Raw,
     ingest: IngestSummary,
-    e2e: Vec<feed::E2e>,
+    memory: memory::Memory,
+    sustain: sustain::Sustain,
+    e2e: Vec<E2eRun>,
     fanout: feed::Fanout,
-    detection: DetectionSummary,
-    memory: Memory,
+    detection: Vec<detection::Detection>,
+    gateway_memory: GatewayMemory,
+    /// DOWN of a service that never stopped, over the whole pipeline run (must be 0).
+    false_downs: u64,
+    false_down_examples: Vec<String>,
+    pipeline_counters: counters::MonitorCounters,
+    pipeline_cpu: sys::CpuUse,
     notify: notify::Notify,
-}
-
-#[derive(Debug, Serialize)]
-struct Machine {
-    cpus: usize,
-    nats_server: String,
+    invariants: Vec<Check>,
 }
 
 #[derive(Debug, Serialize)]
 struct IngestSummary {
-    /// The largest size's burst rate (the headline figure).
+    /// The largest size's drained rate.
     samples_per_s: f64,
     lost: u64,
     ratio_vs_raw: f64,
@@ -154,33 +196,42 @@ struct IngestSummary {
 }
 
 #[derive(Debug, Serialize)]
-struct DetectionSummary {
-    timeout_ms: u64,
-    kill_p99_ms: f64,
-    stop_p99_ms: f64,
-    term_p99_ms: f64,
-    runs: Vec<detection::Detection>,
+struct E2eRun {
+    background_services: usize,
+    #[serde(flatten)]
+    run: feed::E2e,
 }
 
 #[derive(Debug, Serialize)]
-struct Memory {
-    monitor_bytes_per_service: f64,
-    monitor_services: usize,
-    gateway_bytes_per_client: f64,
-    gateway_clients: usize,
-    /// Services in the view when `gateway_bytes_per_client` was measured.
-    gateway_view_services: usize,
-    /// The same after the end-to-end runs grew the view (each client keeps a write
-    /// buffer as large as the largest frame it was sent: its snapshot).
-    gateway_bytes_per_client_large_view: f64,
-    gateway_large_view_services: usize,
+struct GatewayMemory {
+    bytes_per_client: f64,
+    clients: usize,
+    view_services: usize,
+}
+
+/// One invariant of the run: counts, never timings.
+#[derive(Debug, Serialize)]
+struct Check {
+    what: String,
+    expected: u64,
+    got: u64,
+    ok: bool,
+}
+
+fn check(list: &mut Vec<Check>, what: String, expected: u64, got: u64) {
+    list.push(Check {
+        ok: expected == got,
+        what,
+        expected,
+        got,
+    });
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(services) = args.ingest_only {
-        let run = ingest::run(services, args.rounds, 2).await?;
+        let run = ingest::run(services, args.rounds).await?;
         print_json(&run)?;
         return Ok(());
     }
@@ -213,110 +264,267 @@ async fn main() -> Result<()> {
     }
     let plan = Plan::new(args.quick);
     let step = |s: &str| eprintln_step(s);
+    let machine = sys::Machine::read();
+    let mut flags = Vec::new();
+    let mut inv = Vec::new();
 
     step("baseline: raw NATS pub/sub");
-    let nats = NatsServer::start()?;
+    let nats = NatsServer::start_with_accounts()?;
     let raw = raw::run(&nats, plan.raw_messages, plan.hop_rate, plan.hop_secs).await?;
+    drop(nats);
 
     let mut runs = Vec::new();
     for &(services, rounds) in &plan.ingest {
-        step(&format!("ingest: {services} services"));
-        runs.push(ingest::run(services, rounds, plan.hz_seconds).await?);
+        step(&format!("ingest burst: {services} services x {rounds}"));
+        let r = ingest::run(services, rounds).await?;
+        flags.push((format!("ingest {services}"), r.flags.clone()));
+        check(
+            &mut inv,
+            format!("ingest {services}: samples accepted"),
+            r.samples,
+            r.counters.samples,
+        );
+        check(
+            &mut inv,
+            format!("ingest {services}: status changes out"),
+            services as u64,
+            r.status_changes,
+        );
+        check(
+            &mut inv,
+            format!("ingest {services}: lost, refused or dropped"),
+            0,
+            r.counters.losses(),
+        );
+        runs.push(r);
     }
     let headline = runs.last().context("no ingest run")?;
     let ingest = IngestSummary {
         samples_per_s: headline.samples_per_s,
-        lost: runs.iter().map(|r| r.lost + r.at_1hz_lost).sum(),
+        lost: runs.iter().map(|r| r.lost).sum(),
         ratio_vs_raw: headline.samples_per_s / raw.msgs_per_s,
         runs,
     };
-    let biggest = ingest
-        .runs
-        .iter()
-        .max_by_key(|r| r.services)
-        .context("no ingest run")?;
-    let (monitor_services, monitor_bytes) = (biggest.services, biggest.bytes_per_service);
 
-    step("pipeline: monitor + gateway");
-    let monitor = util::monitor(&nats, &["--max-services", "100000"]).await?;
-    let gateway = util::gateway(
-        &nats,
-        &["--max-clients", "20000", "--client-buffer", "65536"],
-    )
-    .await?;
-    step("gateway memory per idle client (100-service view)");
-    let view_services = 100;
-    feed::populate(&nats, &gateway, view_services).await?;
-    let gateway_bytes = feed::gateway_memory(&gateway, plan.idle_clients).await?;
-    let mut e2e = Vec::new();
-    for &clients in &plan.e2e_clients {
-        step(&format!("end to end: {clients} clients"));
-        e2e.push(feed::e2e(&nats, &gateway, clients, plan.e2e_runs, raw.hop_p99_ms).await?);
+    step(&format!(
+        "monitor memory: {:?} services at 1 Hz for {} s",
+        plan.memory_sizes, plan.memory_secs
+    ));
+    let memory = memory::run(&plan.memory_sizes, plan.memory_secs).await?;
+    for s in &memory.sizes {
+        check(
+            &mut inv,
+            format!("memory {}: lost", s.services),
+            0,
+            s.losses,
+        );
     }
-    step("fan-out");
-    let fanout = feed::fanout(&nats, &gateway, plan.fanout.0, plan.fanout.1).await?;
-    step("gateway memory per idle client (large view)");
-    let large_view = util::view_size(&gateway).await?;
-    let gateway_bytes_large = feed::gateway_memory(&gateway, plan.idle_clients).await?;
 
+    step(&format!(
+        "pipeline: nats (accounts) + monitor + gateway, defaults, {} background services at 1 Hz",
+        plan.background
+    ));
+    let mut p = pipeline::Pipeline::start(plan.background).await?;
+    let pipeline_cpu = p.cpu_meter();
+    let pipeline_before = counters::MonitorCounters::read(&p.monitor).await?;
+    flags.push((
+        "pipeline (sustain, curve, e2e, detection)".into(),
+        Vec::new(),
+    ));
+    step("highest zero-loss sustained rate, then latency at 50-150 % of it");
+    let sustain = sustain::run(&p, &plan.sustain, eprintln_step).await?;
+    check(
+        &mut inv,
+        "sustain: false DOWN (search and curve)".into(),
+        0,
+        sustain.false_downs,
+    );
+    for c in sustain.curve.iter().filter(|c| c.pct_of_max <= 100) {
+        let pr = &c.probes;
+        check(
+            &mut inv,
+            format!("curve {} %: probes at the monitor", c.pct_of_max),
+            pr.probes as u64,
+            pr.probes as u64 - pr.monitor_missing,
+        );
+        check(
+            &mut inv,
+            format!("curve {} %: deliveries at the client", c.pct_of_max),
+            (pr.clients * pr.probes) as u64,
+            pr.client_deliveries,
+        );
+        check(
+            &mut inv,
+            format!("curve {} %: lost, refused or dropped", c.pct_of_max),
+            0,
+            c.step.counters.losses(),
+        );
+    }
+    if args.quick {
+        for s in &sustain.steps {
+            check(
+                &mut inv,
+                format!("sustain {:.0}/s: lost, refused or dropped", s.rate_per_s),
+                0,
+                s.counters.losses(),
+            );
+            check(
+                &mut inv,
+                format!("sustain {:.0}/s: samples accepted", s.rate_per_s),
+                s.expected_samples,
+                s.expected_samples.min(s.counters.samples),
+            );
+        }
+    }
+    let mut e2e = Vec::new();
+    for &(clients, probes, rate) in &plan.e2e {
+        step(&format!(
+            "end to end: {clients} clients, {probes} probes at {rate}/s"
+        ));
+        let r = feed::e2e(&p.nats, &p.gateway, clients, probes, rate, raw.hop_p99_ms).await?;
+        check(
+            &mut inv,
+            format!("e2e {clients}: deliveries = clients x probes"),
+            (clients * probes) as u64,
+            r.probes.client_deliveries,
+        );
+        check(
+            &mut inv,
+            format!("e2e {clients}: resyncs"),
+            0,
+            r.probes.resyncs,
+        );
+        e2e.push(E2eRun {
+            background_services: plan.background,
+            run: r,
+        });
+    }
     let mut det = Vec::new();
     for signal in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGTERM] {
-        step(&format!("detection: {signal}"));
-        det.push(detection::run(&nats, &gateway, signal, plan.detection_runs).await?);
+        step(&format!(
+            "detection: {signal}, {} trials in batches of {}",
+            plan.detection_trials, plan.detection_batch
+        ));
+        let d = detection::run(&p, signal, plan.detection_trials, plan.detection_batch).await?;
+        check(
+            &mut inv,
+            format!("detection {}: DOWN at the monitor", d.signal),
+            d.trials as u64,
+            d.detected_at_monitor,
+        );
+        check(
+            &mut inv,
+            format!("detection {}: DOWN at the client", d.signal),
+            d.trials as u64,
+            d.detected_at_client,
+        );
+        det.push(d);
     }
-    drop(monitor);
-    let p99 = |label: &str| {
-        det.iter()
-            .find(|d| d.signal == label)
-            .map_or(0.0, |d| d.latency.p99_ms)
-    };
-    let detection = DetectionSummary {
-        timeout_ms: 3_000,
-        kill_p99_ms: p99("kill"),
-        stop_p99_ms: p99("stop"),
-        term_p99_ms: p99("term"),
-        runs: det,
-    };
+    let false_downs = p.downs.downs();
+    let false_down_examples = p.downs.examples();
+    let pipeline_counters = counters::MonitorCounters::read(&p.monitor)
+        .await?
+        .since(&pipeline_before);
+    let pipeline_cpu = pipeline_cpu.finish();
+    check(
+        &mut inv,
+        "pipeline: false DOWN of a steady service".into(),
+        0,
+        false_downs,
+    );
+    p.stop_background().await?;
+    drop(p);
+
+    step(&format!(
+        "many clients: {} background services, {} clients",
+        plan.many_background, plan.e2e_many.0
+    ));
+    let small = pipeline::Pipeline::start(plan.many_background).await?;
+    let view = util::view_size(&small.gateway).await?;
+    let gateway_bytes = feed::gateway_memory(&small.gateway, plan.idle_clients).await?;
+    let (clients, probes, rate) = plan.e2e_many;
+    let r = feed::e2e(
+        &small.nats,
+        &small.gateway,
+        clients,
+        probes,
+        rate,
+        raw.hop_p99_ms,
+    )
+    .await?;
+    check(
+        &mut inv,
+        format!("e2e {clients}: deliveries = clients x probes"),
+        (clients * probes) as u64,
+        r.probes.client_deliveries,
+    );
+    check(
+        &mut inv,
+        format!("e2e {clients}: resyncs"),
+        0,
+        r.probes.resyncs,
+    );
+    e2e.push(E2eRun {
+        background_services: plan.many_background,
+        run: r,
+    });
+    step("fan-out");
+    let fanout = feed::fanout(&small.nats, &small.gateway, plan.fanout.0, plan.fanout.1).await?;
+    check(
+        &mut inv,
+        "fan-out: deliveries = clients x messages".into(),
+        (plan.fanout.0 * plan.fanout.1) as u64,
+        fanout.deliveries,
+    );
+    check(&mut inv, "fan-out: resyncs".into(), 0, fanout.resyncs);
+    drop(small);
+
     step("alert delivery: notifier vs direct POST");
     let notify = notify::run(plan.notify.0, plan.notify.1).await?;
+    check(
+        &mut inv,
+        "notify: alerts lost".into(),
+        0,
+        notify.lost as u64,
+    );
     let results = Results {
         mode: if args.quick { "quick" } else { "full" },
-        machine: Machine {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            nats_server: nats_version(),
-        },
+        machine,
+        non_default_flags: flags,
         raw,
         ingest,
+        memory,
+        sustain,
         e2e,
         fanout,
-        detection,
-        memory: Memory {
-            monitor_bytes_per_service: monitor_bytes,
-            monitor_services,
-            gateway_bytes_per_client: gateway_bytes,
-            gateway_clients: plan.idle_clients,
-            gateway_view_services: view_services,
-            gateway_bytes_per_client_large_view: gateway_bytes_large,
-            gateway_large_view_services: large_view,
+        detection: det,
+        gateway_memory: GatewayMemory {
+            bytes_per_client: gateway_bytes,
+            clients: plan.idle_clients,
+            view_services: view,
         },
+        false_downs,
+        false_down_examples,
+        pipeline_counters,
+        pipeline_cpu,
         notify,
+        invariants: inv,
     };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
+    if let Some(svg) = &args.svg {
+        std::fs::write(svg, sustain::svg(&results.sustain))
+            .with_context(|| format!("writing {}", svg.display()))?;
+        eprintln_step(&format!("wrote {}", svg.display()));
+    }
     print_table(&results);
     eprintln_step(&format!("wrote {}", args.out.display()));
+    let failed = results.invariants.iter().filter(|c| !c.ok).count();
+    anyhow::ensure!(failed == 0, "{failed} invariants failed (see the table)");
     Ok(())
-}
-
-fn nats_version() -> String {
-    std::process::Command::new(vitals_testkit::nats_server_bin())
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 #[allow(clippy::print_stdout)]
@@ -333,12 +541,25 @@ fn eprintln_step(s: &str) {
 /// The human-readable report (the JSON file has every figure).
 #[allow(clippy::print_stdout)]
 fn print_table(r: &Results) {
-    let row = |what: &str, value: String, vs: String| println!("{what:<44} {value:>20}   {vs}");
+    let row = |what: &str, value: String, vs: String| println!("{what:<46} {value:>24}   {vs}");
+    let m = &r.machine;
     println!(
-        "\nVitals benchmark ({} mode, {} CPUs, {})",
-        r.mode, r.machine.cpus, r.machine.nats_server
+        "\nVitals benchmark ({} mode) at {} ({}), {}, {} x {}, {}; load at start {}",
+        r.mode,
+        &m.git_revision.get(..10).unwrap_or(""),
+        if m.git_dirty {
+            "dirty tree"
+        } else {
+            "clean tree"
+        },
+        m.rustc,
+        m.cores,
+        m.cpu_model,
+        m.nats_server,
+        m.loadavg_at_start
     );
-    println!("{:-<100}", "");
+    println!("Every part runs with its defaults unless a 'flags:' note says otherwise.");
+    println!("{:-<110}", "");
     row(
         "raw NATS 1->1 throughput",
         format!("{:.0} msg/s", r.raw.msgs_per_s),
@@ -350,66 +571,140 @@ fn print_table(r: &Results) {
             "{:.3} / {:.3} / {:.3} ms",
             r.raw.hop_p50_ms, r.raw.hop_p99_ms, r.raw.hop_p999_ms
         ),
-        format!("at {} msg/s", r.raw.hop_rate_per_s),
+        format!("open loop at {} msg/s", r.raw.hop_rate_per_s),
     );
     for i in &r.ingest.runs {
         row(
-            &format!("monitor ingest, {} services", i.services),
+            &format!("ingest burst, {} services (drained)", i.services),
             format!("{:.0} samples/s", i.samples_per_s),
             format!(
-                "{:.2}x raw, lost {} (+{} at 1 Hz), {:.1} ms CPU/1k",
+                "{:.2}x raw, lost {}, {:.1} ms CPU/1k; {}{}",
                 i.samples_per_s / r.raw.msgs_per_s,
                 i.lost,
-                i.at_1hz_lost,
-                i.cpu_ms_per_1k_samples
+                i.cpu_ms_per_1k_samples,
+                i.cpu.brief(),
+                if i.flags.is_empty() {
+                    String::new()
+                } else {
+                    format!("; flags: {}", i.flags.join(" "))
+                }
+            ),
+        );
+    }
+    let mem = &r.memory;
+    row(
+        "monitor memory per service (slope)",
+        format!("{:.0} B/service", mem.bytes_per_service),
+        format!(
+            "fit over {} at 1 Hz for {} s; intercept {:.1} MB",
+            mem.sizes
+                .iter()
+                .map(|s| format!("{}: {:.1} MB", s.services, s.rss_bytes as f64 / 1e6))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mem.secs_at_1hz,
+            mem.intercept_bytes / 1e6
+        ),
+    );
+    let s = &r.sustain;
+    let at_max = s
+        .steps
+        .iter()
+        .find(|x| x.rate_per_s == s.max_zero_loss_per_s);
+    row(
+        "highest zero-loss sustained rate",
+        format!("{:.0} samples/s", s.max_zero_loss_total_per_s),
+        format!(
+            "{:.0} load + {:.0} background{}; {}",
+            s.max_zero_loss_per_s,
+            s.background_per_s,
+            if s.sender_limited {
+                " (the bench could not send faster)"
+            } else {
+                ""
+            },
+            at_max.map_or_else(String::new, |x| x.cpu.brief())
+        ),
+    );
+    for c in &s.curve {
+        let pr = &c.probes;
+        row(
+            &format!(
+                "  at {:>3} % ({:.0}/s): new service -> HEALTHY",
+                c.pct_of_max, c.step.total_per_s
+            ),
+            format!(
+                "{:.1} / {:.1} / {:.1} ms",
+                pr.at_monitor.p50_ms, pr.at_monitor.p99_ms, pr.at_monitor.max_ms
+            ),
+            format!(
+                "p50/p99/max at the monitor; ws p99 {:.1} ms; {}; {}",
+                pr.at_clients.p99_ms,
+                if c.step.zero_loss {
+                    "zero loss".to_owned()
+                } else {
+                    c.step.why_not.clone()
+                },
+                c.step.cpu.brief()
             ),
         );
     }
     for e in &r.e2e {
+        let x = &e.run;
         row(
-            &format!("end to end p50 / p99, {} clients", e.clients),
-            format!("{:.2} / {:.2} ms", e.p50_ms, e.p99_ms),
+            &format!("end to end p50 / p99, {} clients", x.clients),
+            format!("{:.2} / {:.2} ms", x.p50_ms, x.p99_ms),
             format!(
-                "p99 = {:.1}x one hop; in the gateway p50/p99 <= {:.2} / {:.2} ms",
-                e.ratio_p99_vs_hop, e.gateway_p50_ms, e.gateway_p99_ms
+                "{} bg services; {} / {} delivered, {} resyncs; gateway share p99 <= {:.2} ms",
+                e.background_services,
+                x.probes.client_deliveries,
+                x.clients * x.runs,
+                x.probes.resyncs,
+                x.gateway_p99_ms
             ),
         );
     }
     row(
         &format!("fan-out, {} clients", r.fanout.clients),
         format!("{:.0} deliveries/s", r.fanout.deliveries_per_s),
-        format!("{} resyncs", r.fanout.resyncs),
+        format!(
+            "{} / {} delivered, {} resyncs",
+            r.fanout.deliveries,
+            r.fanout.clients * r.fanout.messages,
+            r.fanout.resyncs
+        ),
     );
-    for d in &r.detection.runs {
+    for d in &r.detection {
         row(
-            &format!("detection {} -> DOWN at client (p50/p99)", d.signal),
-            format!("{:.0} / {:.0} ms", d.latency.p50_ms, d.latency.p99_ms),
+            &format!("detection {} -> DOWN at the monitor", d.signal),
             format!(
-                "{}/{} detected, timeout {} ms",
-                d.detected, d.runs, r.detection.timeout_ms
+                "{:.0} / {:.0} / {:.0} ms",
+                d.at_monitor.p50_ms, d.at_monitor.p99_ms, d.at_monitor.max_ms
+            ),
+            format!(
+                "p50/p99/max, {}/{}; bound {}..{} ms ({})",
+                d.detected_at_monitor, d.trials, d.bound_lo_ms, d.bound_hi_ms, d.bound
+            ),
+        );
+        row(
+            &format!("detection {} -> DOWN at a WebSocket", d.signal),
+            format!(
+                "{:.0} / {:.0} / {:.0} ms",
+                d.at_client.p50_ms, d.at_client.p99_ms, d.at_client.max_ms
+            ),
+            format!(
+                "{}/{}; reasons {:?}; {}",
+                d.detected_at_client,
+                d.trials,
+                d.reasons,
+                d.cpu.brief()
             ),
         );
     }
     row(
-        &format!("monitor memory, {} services", r.memory.monitor_services),
-        format!("{:.0} B/service", r.memory.monitor_bytes_per_service),
-        String::new(),
-    );
-    row(
-        &format!("gateway memory, {} idle clients", r.memory.gateway_clients),
-        format!("{:.0} B/client", r.memory.gateway_bytes_per_client),
-        format!("view of {} services", r.memory.gateway_view_services),
-    );
-    row(
-        &format!(
-            "gateway memory, {} idle clients, large view",
-            r.memory.gateway_clients
-        ),
-        format!(
-            "{:.0} B/client",
-            r.memory.gateway_bytes_per_client_large_view
-        ),
-        format!("view of {} services", r.memory.gateway_large_view_services),
+        &format!("gateway memory, {} idle clients", r.gateway_memory.clients),
+        format!("{:.0} B/client", r.gateway_memory.bytes_per_client),
+        format!("view of {} services", r.gateway_memory.view_services),
     );
     let n = &r.notify;
     row(
@@ -424,7 +719,7 @@ fn print_table(r: &Results) {
             n.group_wait_0.p50_ms, n.group_wait_0.p99_ms
         ),
         format!(
-            "x{:.1} p50, x{:.1} p99 vs direct",
+            "x{:.1} p50, x{:.1} p99 vs direct; flags: group_wait_ms = 0",
             n.ratio_p50_vs_baseline_gw0, n.ratio_p99_vs_baseline_gw0
         ),
     );
@@ -434,9 +729,34 @@ fn print_table(r: &Results) {
             "{:.0} / {:.0} ms",
             n.group_wait_1000.p50_ms, n.group_wait_1000.p99_ms
         ),
+        "the default; the batching wait".into(),
+    );
+    let c = &r.pipeline_counters;
+    row(
+        "pipeline run: false DOWN, losses",
+        format!("{} / {}", r.false_downs, c.losses()),
         format!(
-            "x{:.0} p99 vs direct (the batching wait)",
-            n.ratio_p99_vs_baseline_gw1000
+            "publish drops {}, KV write errors {}, slow-consumer {}, gaps {}; {}",
+            c.publish_drops,
+            c.kv_write_errors,
+            c.slow_consumer_drops,
+            c.samples_missed,
+            r.pipeline_cpu.brief()
         ),
     );
+    for e in &r.false_down_examples {
+        println!("  false DOWN: {e}");
+    }
+    let failed: Vec<&Check> = r.invariants.iter().filter(|c| !c.ok).collect();
+    println!(
+        "invariants: {} of {} hold",
+        r.invariants.len() - failed.len(),
+        r.invariants.len()
+    );
+    for f in failed {
+        println!(
+            "  FAILED {}: expected {}, got {}",
+            f.what, f.expected, f.got
+        );
+    }
 }
