@@ -36,8 +36,6 @@ use crate::metrics::Metrics;
 use crate::sample::Outcome;
 use crate::schedule::{Applied, BoxFuture, Ctx, Runner, Scheduler, Sink};
 
-/// Client name on NATS.
-
 /// Reads and checks the targets file; any fault is a [`ConfigError`] (exit 2).
 pub fn load_targets_file(path: &std::path::Path) -> Result<Vec<Target>, ConfigError> {
     let text = std::fs::read_to_string(path)
