@@ -93,6 +93,20 @@ def why(summary: dict) -> str:
             + f"Vitals' DOWN reasons: {reasons or 'none'}.")
 
 
+def vitals_path(summary: dict) -> tuple[str, str]:
+    """How Vitals found the crashes (from the reasons its DOWN verdicts gave), and what that
+    leaves unmeasured."""
+    reasons = summary["vitals_down_reasons"]
+    by_conn = sum(n for r, n in reasons.items() if r.startswith("connection lost"))
+    if by_conn and by_conn == sum(reasons.values()):
+        return ("Vitals' monitor hears the server's disconnect advisory as soon as the kernel "
+                "closes the dead process's socket.",
+                "A process that hangs, or a host cut off the network, keeps its socket: that "
+                "is found by the heartbeat timeout instead, which `kill -9` does not measure.")
+    return ("Vitals' monitor judged these crashes (some or all) by the heartbeat timeout: no "
+            "sample for that long, counted from the last sample before the kill.", "")
+
+
 def short_version(line: str) -> str:
     """`prometheus, version 2.42.0+ds (branch: ...)` -> `2.42.0+ds`; nats' `v2.15.1` -> `2.15.1`."""
     m = re.search(r"version (\S+)|\bv(\d\S*)", line)
@@ -108,26 +122,35 @@ def write_doc(doc: Path, summary: dict, st: dict, when: str, load: tuple, comman
         b = next(i for i, l in enumerate(lines) if l.startswith(BEGIN))
         e = next(i for i, l in enumerate(lines) if i > b and l.strip() == END)
     except StopIteration:
-        raise RegionMissing(f"{doc}: no `{BEGIN} ...-->` ... `{END}` region to write into") from None
+        raise RegionMissing(f"{doc}: no `{BEGIN} ...-->` ... `{END}` region") from None
+
     def wrap(text: str) -> list[str]:
         # A list item's next lines are indented, so they stay in the item.
         return textwrap.wrap(text, 95, break_on_hyphens=False,
                              subsequent_indent="  " if text.startswith("- ") else "")
 
+    how, caveat = vitals_path(summary)
+    rank = ("nearest rank: with fewer than 100 trials p99 is the worst"
+            if kills < 100 else "nearest rank")
     body = [
         "### Side by side with Prometheus (`make compare`)",
         "",
-        *wrap(f"`{command}` on {when}; load average {load[0]:.2f} at the start, {load[1]:.2f} "
-              "at the end (2 cores shared with other work: figures move by a few hundred ms "
-              "between runs). Each trial `kill -9`s one of the simulators, chosen at random, at "
-              "a random phase (0-1 s) against the 1 s probes and samples, and times from the "
-              "kill to the alert's arrival at one webhook receiver; then restarts it and waits "
-              "until both systems resolved."),
+        *wrap(f"`{command}` on {when}, release binaries; load average {load[0]:.2f} at the "
+              f"start, {load[1]:.2f} at the end (2 cores shared with other work: figures move "
+              "by a few hundred ms between runs). Each trial `kill -9`s one of the simulators, "
+              "chosen at random, at a random phase (0-1 s) against the 1 s probes and samples, "
+              "and times from the kill to the alert's arrival at one webhook receiver; then "
+              "restarts it and waits until both systems resolved."),
         "",
         table(summary, markdown=True),
         "",
-        *wrap(f"{ratios(summary)} (p99 is nearest rank: over {kills} trials, the "
-              f"worst). {why(summary)}"),
+        *wrap(f"{ratios(summary)} ({rank}). {why(summary)}"),
+        "",
+        *wrap("Where the time goes. Prometheus learns of the crash at its next probe (up to "
+              "one scrape interval), the rule sees it at its next evaluation (up to one "
+              "evaluation interval) and fires `for` after that; Alertmanager then sends at "
+              f"once. {how} The notifier then waits its route's group_wait_ms to batch what "
+              f"fires together. {caveat}".rstrip()),
         "",
         *wrap(f"- Prometheus {st['prometheus']} (Debian): {st['prometheus_cfg']} "
               "(config/compare/)."),
