@@ -23,18 +23,21 @@ HEALTH_URL = os.environ.get("HEALTH_URL", "http://127.0.0.1:8000/health")
 
 
 async def main() -> None:
+    # A new instance id per start, so seq starts again at 1 without being
+    # refused as a duplicate of the previous run's.
+    instance = f"{SERVICE}-{secrets.token_hex(3)}"
+    # Named vitals:<source>:<service>:<instance>, so the monitor sees a crash
+    # the moment the connection closes instead of after the heartbeat timeout.
     nc = await nats.connect(
         servers=os.environ.get("NATS_URL", "nats://127.0.0.1:4222").split(","),
         user=os.environ.get("NATS_USER"),
         password=os.environ.get("NATS_PASSWORD"),
+        name=f"vitals:app:{SERVICE}:{instance}",
     )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
 
-    # A new instance id per start, so seq starts again at 1 without being
-    # refused as a duplicate of the previous run's.
-    instance = f"{SERVICE}-{secrets.token_hex(3)}"
     seq = 0
     cpu_before, wall_before = time.process_time(), time.monotonic()
     while True:

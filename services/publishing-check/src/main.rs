@@ -26,7 +26,16 @@ async fn main() -> Result<(), Error> {
         .split(',')
         .map(str::parse)
         .collect::<Result<Vec<async_nats::ServerAddr>, _>>()?;
-    let mut options = async_nats::ConnectOptions::new();
+    // A new instance id per start, so seq starts again at 1 without being refused as a
+    // duplicate of the previous run's (std's RandomState is seeded randomly per process).
+    let suffix = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let instance = format!("{service}-{:06x}", suffix & 0xff_ffff);
+    // Named vitals:<source>:<service>:<instance>, so the monitor sees a crash the moment
+    // the connection closes instead of after the heartbeat timeout.
+    let mut options =
+        async_nats::ConnectOptions::new().name(format!("vitals:app:{service}:{instance}"));
     if let (Ok(user), Ok(password)) = (std::env::var("NATS_USER"), std::env::var("NATS_PASSWORD")) {
         options = options.user_and_password(user, password);
     }
@@ -37,12 +46,6 @@ async fn main() -> Result<(), Error> {
         signal(SignalKind::terminate())?,
     );
 
-    // A new instance id per start, so seq starts again at 1 without being refused as a
-    // duplicate of the previous run's (std's RandomState is seeded randomly per process).
-    let suffix = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let instance = format!("{service}-{:06x}", suffix & 0xff_ffff);
     let subject = format!("metrics.{service}");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seq = 0u64;
