@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make compare`: Vitals side by side with Prometheus + blackbox exporter + Alertmanager.
 
-    compare.py --kills N [--quick] [--seed S]      (scripts/compare.sh finds the binaries)
+    compare.py --kills N [--quick] [--seed S] [--group-wait-ms MS]
+                                               (scripts/compare.sh finds the binaries)
 
 Both systems watch the same simulators. Each trial kill -9s one at a random phase and times,
 from the kill, three arrivals:
@@ -178,11 +179,14 @@ class Run:
         for name in ("prometheus.yml", "alertmanager.yml"):
             (self.tmp / name).write_text(Template((CONF / name).read_text()).substitute(fill))
         shutil.copy(CONF / "rules.yml", self.tmp / "rules.yml")
-        # The notifier: one webhook receiver, the route with every default (group_wait_ms...).
+        # The notifier: one webhook receiver, the route with every default unless
+        # --group-wait-ms says otherwise.
+        gw = self.args.group_wait_ms
         (self.tmp / "notifier.toml").write_text(
             "[[receiver]]\nname = \"compare\"\nkind = \"webhook\"\n"
             f"url = \"http://127.0.0.1:{self.hook.server_address[1]}/vitals\"\n\n"
-            "[[route]]\nreceivers = [\"compare\"]\n")
+            "[[route]]\nreceivers = [\"compare\"]\n"
+            + ("" if gw is None else f"group_wait_ms = {gw}\n"))
 
     # -- starting
 
@@ -329,6 +333,9 @@ def settings(run: Run) -> dict:
     a = run.args
     src = (ROOT / "services" / "notifier" / "src" / "config.rs").read_text()
     m = re.search(r"fn d_group_wait\(\) -> u64 \{\s*([\d_]+)", src)
+    group_wait = (f"route defaults (group_wait_ms {m.group(1).replace('_', '') if m else '?'})"
+                  if a.group_wait_ms is None
+                  else f"route group_wait_ms {a.group_wait_ms} (--group-wait-ms; not the default)")
     hb = run.nats.heartbeat if run.nats else {}
     p, r, am = "prometheus.yml", "rules.yml", "alertmanager.yml"
     return {
@@ -351,8 +358,7 @@ def settings(run: Run) -> dict:
                        f"{hb.get('heartbeat_timeout_ms', '?')} ms, judged every "
                        f"{flag_default(a.bin_dir / 'monitor', 'tick-ms')} ms, reconnect "
                        f"grace {flag_default(a.bin_dir / 'monitor', 'reconnect-grace-ms')} ms); "
-                       "notifier: one webhook receiver, route defaults (group_wait_ms "
-                       f"{m.group(1).replace('_', '') if m else '?'})"),
+                       f"notifier: one webhook receiver, {group_wait}"),
         "simulators": f"{len(SERVICES)} ({', '.join(SERVICES)}), 1 sample/s each",
     }
 
@@ -362,10 +368,12 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="2 kills, assert every alert arrives")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--group-wait-ms", type=int, default=None,
+                    help="the notifier route's group_wait_ms [default: the notifier's own]")
     ap.add_argument("--bin-dir", type=Path, default=ROOT / "target" / "release")
     for b in ("nats-server", "prometheus", "blackbox", "alertmanager"):
         ap.add_argument(f"--{b}", required=True, dest=b.replace("-", "_"))
-    ap.add_argument("--command", default="scripts/compare.sh", help="how it was run, for the doc")
+    ap.add_argument("--command", default=None, help="how it was run, for the doc")
     args = ap.parse_args()
     if args.quick:
         args.kills = 2
@@ -407,7 +415,7 @@ def main() -> int:
     summary = summarize(trials)
     load1 = os.getloadavg()[0]
     when = datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = args.command + (" --quick" if args.quick else f" --kills {args.kills}")
+    command = args.command or " ".join(["scripts/compare.py", *sys.argv[1:]])
     print()
     print(table(summary, markdown=False))
     print(ratios(summary))

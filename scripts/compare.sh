@@ -2,7 +2,7 @@
 # `make compare`: Vitals side by side with Prometheus + blackbox exporter + Alertmanager
 # (scripts/compare.py says how). Installs what is missing (nats-server, Debian's prometheus,
 # prometheus-blackbox-exporter, prometheus-alertmanager), builds the release binaries, runs.
-#   compare.sh [--kills N] [--quick] [--seed S]
+#   compare.sh [--kills N] [--quick] [--seed S] [--group-wait-ms MS]
 # Full mode writes docs/BENCHMARKS.md's compare region and target/compare/results.json;
 # --quick (2 kills, asserts every alert arrives) writes target/compare/results-quick.json only.
 # VITALS_PROFILE=debug uses (and builds) the debug binaries: fine for --quick, which asserts
@@ -24,4 +24,5 @@ else
 fi
 
 exec python3 scripts/compare.py --nats-server "$nats_server" --alertmanager "$alertmanager" \
-  --prometheus "$prometheus" --blackbox "$blackbox" --bin-dir "$root/target/$profile" "$@"
+  --prometheus "$prometheus" --blackbox "$blackbox" --bin-dir "$root/target/$profile" \
+  --command "scripts/compare.sh${*:+ $*}" "$@"

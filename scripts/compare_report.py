@@ -54,11 +54,13 @@ def summarize(trials: list[dict]) -> dict:
     return out
 
 
+def seconds(v: float) -> str:
+    return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+
+
 def table(summary: dict, markdown: bool) -> str:
     def cell(d: dict, k: str) -> str:
-        if k not in d:
-            return "-"
-        return f"{d[k] * 1000:.0f} ms" if d[k] < 1 else f"{d[k]:.2f} s"
+        return seconds(d[k]) if k in d else "-"
     rows = []
     if markdown:
         rows += ["| from `kill -9` to | n | p50 | p90 | p99 | max | missed |",
@@ -88,7 +90,7 @@ def ratios(summary: dict) -> str:
 def why(summary: dict) -> str:
     share = summary.get("notifier_share")
     reasons = ", ".join(f"`{r}` x{n}" for r, n in sorted(summary["vitals_down_reasons"].items()))
-    return ((f"The notifier adds {share['p50']:.2f} s (median; max {share['max']:.2f} s) to the "
+    return ((f"The notifier adds {seconds(share['p50'])} (median; max {seconds(share['max'])}) to the "
              "monitor's verdict. " if share else "")
             + f"Vitals' DOWN reasons: {reasons or 'none'}.")
 
