@@ -1,11 +1,13 @@
 //! Test support for Vitals: a real `nats-server` per test, the project's binaries as
 //! real processes (with signals by PID), and bounded waits. Every wait here has a timeout.
 
+mod cluster;
 mod nats;
 mod process;
 pub mod slow;
 mod wait;
 
+pub use cluster::NatsCluster;
 pub use nats::{ACCOUNTS_CONF, NatsServer, nats_server_bin, repo_nats_conf};
 pub use process::{ChildProc, bin_path, rss_bytes, workspace_root};
 pub use wait::{collect_for, next_json_within, next_within, wait_until};

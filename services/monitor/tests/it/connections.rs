@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use futures::StreamExt;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use vitals_protocol::Status;
-use vitals_testkit::{ChildProc, NatsServer, SOON, collect_for};
+use vitals_testkit::{ChildProc, NatsCluster, NatsServer, SOON, collect_for};
 
 use crate::helpers::*;
 
@@ -151,5 +152,90 @@ async fn a_frozen_or_restarted_server_raises_no_down() -> Result<()> {
     wait_all(&monitor, &["auth", "billing"], Status::Healthy).await?;
     assert_eq!(monitor.counter(DOWNS).await?, 0.0);
     assert_eq!(monitor.counter(DOWN_NOW).await?, 0.0);
+    Ok(())
+}
+
+/// A client on a 3-node cluster drops its connection and reconnects (to any node) while it
+/// keeps publishing: each loss waits `--reconnect-grace-ms` for the reconnect and is no
+/// DOWN. The time from the server's disconnect to the reconnect's connect is printed: what
+/// the 500 ms default is measured against.
+#[tokio::test]
+async fn in_a_cluster_a_quick_reconnect_is_no_down_and_a_crash_is() -> Result<()> {
+    let cluster = NatsCluster::start(3).await?;
+    let node0 = &cluster.nodes[0];
+    let monitor = Monitor::start(node0, &[]).await?;
+    let watcher = node0.client().await?;
+    let mut advisories = watcher.subscribe("vitals.conn.>").await?;
+    watcher.flush().await?;
+
+    let name = "vitals:test:svc:svc-hand";
+    let publisher = async_nats::ConnectOptions::new()
+        .name(name)
+        .connect(
+            cluster
+                .nodes
+                .iter()
+                .map(|n| n.url().parse())
+                .collect::<Result<Vec<async_nats::ServerAddr>, _>>()?,
+        )
+        .await?;
+    let sending = tokio::spawn({
+        let publisher = publisher.clone();
+        async move {
+            for seq in 1u64.. {
+                let body = good_sample("svc", seq).to_string();
+                let _ = publisher.publish("metrics.svc", body.into()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    wait_all(&monitor, &["svc"], Status::Healthy).await?;
+
+    let mut gaps_ms = Vec::new();
+    for _ in 0..5 {
+        let lost_at = tokio::time::Instant::now();
+        publisher.force_reconnect().await?;
+        let mut saw_disconnect = None;
+        let deadline = lost_at + SOON;
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, advisories.next()).await {
+            let v: Value = serde_json::from_slice(&m.payload)?;
+            if v["client"]["name"] != name {
+                continue;
+            }
+            match m.subject.as_str() {
+                "vitals.conn.disconnect" => saw_disconnect = Some(tokio::time::Instant::now()),
+                "vitals.conn.connect" if saw_disconnect.is_some() => {
+                    let gap = saw_disconnect.map(|d| d.elapsed().as_millis());
+                    gaps_ms.extend(gap);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    eprintln!("disconnect -> reconnect seen by a subscriber, ms: {gaps_ms:?}");
+    assert_eq!(gaps_ms.len(), 5, "every reconnect seen");
+    // Past the grace and a whole heartbeat timeout: no DOWN, and every loss was held.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(monitor.counter(DOWNS).await?, 0.0);
+    let held = monitor
+        .counter(r#"vitals_monitor_conn_events_total{outcome="reconnected"}"#)
+        .await?
+        + monitor
+            .counter(r#"vitals_monitor_conn_events_total{outcome="superseded"}"#)
+            .await?;
+    assert!(held >= 5.0, "reconnected + superseded = {held}");
+
+    // A crash on a cluster: DOWN once the grace has passed without a reconnect.
+    sending.abort();
+    drop(publisher);
+    monitor.wait_counter(DOWN_NOW, 1.0).await?;
+    let snap = monitor.status().await?;
+    let svc = snap.services.iter().find(|s| s.service.as_str() == "svc");
+    assert_eq!(svc.map(|s| s.status), Some(Status::Down));
+    assert_eq!(
+        svc.and_then(|s| s.reasons.first().cloned()).as_deref(),
+        Some("connection lost (Client Closed)")
+    );
     Ok(())
 }
