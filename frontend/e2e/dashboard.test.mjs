@@ -209,7 +209,7 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
     await assertCardLayout();
   });
 
-  step('2. billing killed (kill -9): DOWN, SERVICE_DOWN listed, data button disabled; others HEALTHY', '02-outage', '02-outage', async () => {
+  step('2. billing killed (kill -9): DOWN from its closed connection ("connection lost"), SERVICE_DOWN listed, data button disabled; others HEALTHY', '02-outage', '02-outage', async () => {
     // Before the kill: another service's data panel shows that service's /data.
     let t0 = performance.now();
     await page.locator(`${card('auth')} [data-testid=data-button]`).click({ timeout: 5000 });
@@ -238,6 +238,9 @@ describe('Vitals dashboard, end to end (real stack, headless chromium)', () => {
       ],
       15_000,
     );
+    // The crash was seen from NATS's own connection event, not by the heartbeat timeout.
+    const why = await page.locator(`${card('billing')} .reason`).innerText();
+    assert.match(why, /^connection lost \(Client Closed\)/, `billing's reason: ${JSON.stringify(why)}`);
     for (const s of OTHERS('billing')) {
       assert.equal(await page.locator(cardWith(s, 'HEALTHY')).count(), 1, `${s} stays HEALTHY`);
       assert.ok(await page.locator(`${card(s)} [data-testid=data-button]`).isEnabled(), `${s} data button enabled`);
