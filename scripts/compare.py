@@ -152,13 +152,12 @@ class Run:
         self.events = Events()
         self.ports = {k: free_port() for k in
                       ("nats", "nats_http", "monitor", "notifier", "prometheus", "blackbox",
-                       "alertmanager", "alertmanager_cluster")}
+                       "alertmanager")}
         self.sim_port = {s: free_port() for s in SERVICES}
         self.sim_url = {s: f"http://127.0.0.1:{p}/health" for s, p in self.sim_port.items()}
         self.instances = {u: s for s, u in self.sim_url.items()}
         self.hook = receiver(self.events, self.instances)
         self.nats: NatsWatch | None = None
-        self.restarts = {s: 0 for s in SERVICES}
 
     def close(self) -> None:
         self.procs.stop_all()
@@ -298,7 +297,6 @@ class Run:
         got = self.events.wait_all(SYSTEMS, s, "firing", t_kill, DETECT_TIMEOUT_S)
         detect = {k: (None if v is None else round(v[0] - t_kill, 4)) for k, v in got.items()}
         why = got["vitals_nats"][1] if got["vitals_nats"] else None
-        self.restarts[s] += 1
         self.start_sim(s)
         t_restart = time.monotonic()
         self.await_http(s, self.sim_url[s])
@@ -325,8 +323,11 @@ def yaml_value(name: str, key: str) -> str:
 def flag_default(binary: Path, flag: str) -> str:
     """The `[default: X]` clap prints for `--flag` in `binary --help`."""
     text = subprocess.run([str(binary), "--help"], capture_output=True, text=True).stdout
-    m = re.search(rf"--{flag} .*?\[default: ([^\]]+)\]", text, re.S)
-    return m.group(1) if m else "?"
+    for block in re.split(r"\n(?=\s+-)", text):  # one block per option
+        if block.lstrip().startswith(f"--{flag} "):
+            m = re.search(r"\[default: ([^\]]+)\]", block)
+            return m.group(1) if m else "?"
+    return "?"
 
 
 def settings(run: Run) -> dict:

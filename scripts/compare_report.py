@@ -152,7 +152,8 @@ def write_doc(doc: Path, summary: dict, st: dict, when: str, load: tuple, comman
               "one scrape interval), the rule sees it at its next evaluation (up to one "
               "evaluation interval) and fires `for` after that; Alertmanager then sends at "
               f"once. {how} The notifier then waits its route's group_wait_ms to batch what "
-              f"fires together. {caveat}".rstrip()),
+              "fires together (`scripts/compare.sh --group-wait-ms 0` measures it without). "
+              f"{caveat}".rstrip()),
         "",
         *wrap(f"- Prometheus {st['prometheus']} (Debian): {st['prometheus_cfg']} "
               "(config/compare/)."),
