@@ -90,7 +90,8 @@ impl Config {
                 "--instance must be 1-128 printable characters without spaces".into(),
             ));
         }
-        let nats_servers = parse_servers(&self.nats.nats_url)?;
+        let nats_servers =
+            vitals_runtime::parse_nats_servers(&self.nats.nats_url).map_err(ConfigError)?;
         if self.nats.nats_user.is_some() != self.nats.nats_password.is_some() {
             return Err(ConfigError(
                 "--nats-user and --nats-password go together".into(),
@@ -109,13 +110,6 @@ impl Config {
                 .limits(vitals_runtime::http::DEFAULT_MAX_CONNS_PER_IP),
         })
     }
-}
-
-fn parse_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
-    list.split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ConfigError(format!("--nats-url {list:?}: {e}")))
 }
 
 #[cfg(test)]

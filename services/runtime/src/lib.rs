@@ -143,6 +143,7 @@ pub fn init_tracing() {
 /// The NATS flags every binary takes (the contract's `--nats-url`, plus credentials).
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
+    /// One URL, or a comma-separated list (a cluster's servers: the client fails over).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     #[arg(long, env = "NATS_USER")]
@@ -170,6 +171,24 @@ impl NatsArgs {
     )> {
         connect_nats(client_name, &self.auth(), &self.nats_url, tweak).await
     }
+}
+
+/// A `--nats-url` value: one URL or a comma-separated list (the servers of a cluster,
+/// tried in turn and failed over between). The error names the bad entry.
+pub fn parse_nats_servers(list: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let servers = list
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("--nats-url {list:?}: {u:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(format!("--nats-url {list:?}: no server"));
+    }
+    Ok(servers)
 }
 
 /// Credentials for a NATS user, when the server requires them.
@@ -216,6 +235,7 @@ pub async fn connect_nats(
     async_nats::Client,
     tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
 )> {
+    let servers = parse_nats_servers(url).map_err(anyhow::Error::msg)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let client = tweak(nats_options(client_name, auth))
         .event_callback(move |event| {
@@ -244,7 +264,7 @@ pub async fn connect_nats(
                 let _ = tx.send(change);
             }
         })
-        .connect(url)
+        .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     Ok((client, rx))
@@ -474,6 +494,21 @@ pub fn epoch_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_url_takes_one_server_or_a_list() {
+        assert_eq!(
+            parse_nats_servers("nats://127.0.0.1:4222").map(|v| v.len()),
+            Ok(1)
+        );
+        let three = "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224";
+        assert_eq!(parse_nats_servers(three).map(|v| v.len()), Ok(3));
+        assert_eq!(parse_nats_servers("nats://a:4222,").map(|v| v.len()), Ok(1));
+        for bad in ["", " , ", "nats://a:notaport", "nats://a:4222,nats://b:x"] {
+            let err = parse_nats_servers(bad).expect_err(bad);
+            assert!(err.starts_with("--nats-url"), "{err}");
+        }
+    }
 
     #[test]
     fn stored_states_with_null_figures_are_repaired_and_junk_is_unreadable() {

@@ -173,12 +173,8 @@ impl Config {
             }
             None => None,
         };
-        let nats_servers = self
-            .nats_url
-            .split(',')
-            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError(format!("--nats-url {:?}: {e}", self.nats_url)))?;
+        let nats_servers =
+            vitals_runtime::parse_nats_servers(&self.nats_url).map_err(ConfigError)?;
         let chaos_schedule = match self.chaos_schedule {
             Some(s) if !(s.is_finite() && (1.0..=86_400.0).contains(&s)) => {
                 return err("--chaos-schedule must be 1..=86400 seconds".into());
