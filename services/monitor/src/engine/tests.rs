@@ -615,10 +615,33 @@ fn a_service_that_flaps_between_silence_and_samples_has_bounded_transitions() {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Sample { cpu: f64, err: f64, stopping: bool },
+    Sample {
+        cpu: f64,
+        err: f64,
+        stopping: bool,
+    },
     Silence(u64),
     Disconnect,
     Reconnect,
+    /// The service's connection closed (on a clustered server or not) / opened again.
+    ConnClosed {
+        clustered: bool,
+    },
+    ConnOpened,
+}
+
+fn conn_advisory(
+    kind: &str,
+    clustered: bool,
+    reason: Option<&str>,
+) -> vitals_protocol::ConnAdvisory {
+    let json = serde_json::json!({
+        "type": kind,
+        "server": {"id": "S1", "cluster": if clustered { "vitals" } else { "" }},
+        "client": {"id": 7, "name": "vitals:simulator:svc:svc-1", "user": "sim"},
+        "reason": reason,
+    });
+    serde_json::from_value(json).unwrap()
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -629,6 +652,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u64..8_000).prop_map(Step::Silence),
         1 => Just(Step::Disconnect),
         1 => Just(Step::Reconnect),
+        1 => any::<bool>().prop_map(|clustered| Step::ConnClosed { clustered }),
+        1 => Just(Step::ConnOpened),
     ]
 }
 
@@ -657,12 +682,22 @@ proptest! {
                     let end = *now + ms;
                     while *now < end {
                         *now += 250;
+                        e.judge_pending_losses(*now, events);
                         e.on_tick(*now, events);
                     }
                 }
                 Step::Disconnect => e.on_disconnected(),
                 Step::Reconnect => e.on_reconnected(*now),
+                Step::ConnClosed { clustered } => {
+                    let a = conn_advisory(vitals_protocol::conn::ADVISORY_DISCONNECT, clustered, Some("Client Closed"));
+                    e.on_conn_advisory(&a, *now, events);
+                }
+                Step::ConnOpened => {
+                    let a = conn_advisory(vitals_protocol::conn::ADVISORY_CONNECT, false, None);
+                    e.on_conn_advisory(&a, *now, events);
+                }
             }
+            e.judge_pending_losses(*now, events);
             e.on_tick(*now, events);
         };
         for s in &steps {
