@@ -126,6 +126,11 @@ impl Connections {
                 *superseded = true;
             }
         }
+        if self.open.len() >= MAX_TRACKED {
+            // Superseded connections whose close never came (their server died) pile up
+            // across reconnects: they go first.
+            self.open.retain(|_, (_, superseded)| !*superseded);
+        }
         if self.open.len() < MAX_TRACKED {
             self.open.insert(id, (key.clone(), false));
         }
