@@ -32,9 +32,9 @@ build:
 clean-state:   ## forget JetStream state (KV, history) of the native stack
 	rm -rf .run/jetstream
 
-bench:         ## full benchmark (a few minutes), release build; writes target/bench/results.json
+bench:         ## full benchmark (~12 minutes, defaults, open loop under 10k services), release; writes target/bench/results.json + latency.svg
 	scripts/bench.sh
-bench-quick:   ## the same fields at smaller sizes, under a minute
+bench-quick:   ## the same measurements at small sizes (under a minute; fails if an invariant does not hold)
 	scripts/bench.sh --quick
 soak:          ## chaos soak (minutes; not in CI): make soak MINUTES=5
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" cargo run --release --quiet -p bench --bin soak -- --minutes $(or $(MINUTES),5)

@@ -58,7 +58,13 @@ pub async fn run(services: usize, rounds: u64) -> Result<Ingest> {
     let seen = changes.clone();
     let counting = tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
-            if msg.subject.as_str().starts_with("health.status.load-") {
+            // A service's first change (UNKNOWN -> HEALTHY), not a later DOWN.
+            if msg.subject.as_str().starts_with("health.status.load-")
+                && msg
+                    .payload
+                    .windows(20)
+                    .any(|w| w == b"\"previous\":\"UNKNOWN")
+            {
                 seen.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -83,6 +89,7 @@ pub async fn run(services: usize, rounds: u64) -> Result<Ingest> {
     // Drained, or no progress for 5 s (something was lost).
     let mut last = (before, Instant::now());
     let mut accepted_at = None;
+    let mut progress = (0, 0, 0);
     let (after, done) = loop {
         let c = MonitorCounters::read(&m).await?;
         let now = Instant::now();
@@ -95,7 +102,11 @@ pub async fn run(services: usize, rounds: u64) -> Result<Ingest> {
         {
             break (c, now);
         }
-        if c != last.0 {
+        // Progress is what the drain waits for (heartbeats and summaries move other
+        // counters all the time).
+        let moved = (c.samples, c.kv_writes, changes.load(Ordering::Relaxed));
+        if moved != progress {
+            progress = moved;
             last = (c, now);
         } else if now.duration_since(last.1) > Duration::from_secs(5) {
             break last;

@@ -33,6 +33,9 @@ pub struct ProbeRun {
     /// The most a probe left after its scheduled instant (the bench's own lateness, part
     /// of every figure since the clock starts at the schedule).
     pub max_send_lag_ms: f64,
+    /// The slowest probes at the monitor: (scheduled s after the first, latency ms), to
+    /// tell a periodic stall from noise.
+    pub slowest_at_monitor: Vec<(f64, f64)>,
 }
 
 /// A probe's index if `service` is `<tag><index>`.
@@ -139,6 +142,7 @@ pub async fn run(
     let mut h = histogram()?;
     let mut hm = histogram()?;
     let (mut deliveries, mut at_monitor) = (0u64, 0u64);
+    let mut slowest: Vec<(f64, f64)> = Vec::new();
     let expected = (clients * count) as u64;
     while deliveries < expected || at_monitor < count as u64 {
         let got = tokio::time::timeout_at(end, async {
@@ -156,6 +160,10 @@ pub async fn run(
             }
             Ok(Some((false, i, at))) => {
                 at_monitor += 1;
+                slowest.push((
+                    (scheduled[i] - start).as_secs_f64(),
+                    at.saturating_sub(scheduled[i]).as_secs_f64() * 1000.0,
+                ));
                 record(&mut hm, at.saturating_sub(scheduled[i]));
             }
             Ok(None) | Err(_) => break,
@@ -166,6 +174,8 @@ pub async fn run(
     }
     monitor_side.abort();
     let missing = count as u64 - at_monitor;
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    slowest.truncate(10);
     Ok(ProbeRun {
         rate_per_s: rate,
         probes: count,
@@ -177,5 +187,6 @@ pub async fn run(
         client_missing: expected - deliveries,
         resyncs: resyncs.load(Ordering::Relaxed),
         max_send_lag_ms: max_lag.as_secs_f64() * 1000.0,
+        slowest_at_monitor: slowest,
     })
 }

