@@ -47,6 +47,13 @@ def summarize(trials: list[dict]) -> dict:
             r = re.sub(r"\d+(\.\d+)?", "N", t["vitals_down_reasons"]) or "(none given)"
             reasons[r] = reasons.get(r, 0) + 1
     out["vitals_down_reasons"] = reasons
+    # Prometheus per simulator: each target's scrape phase against the rule evaluation is
+    # fixed for a run, so its median moves with it.
+    per: dict[str, list[float]] = {}
+    for t in trials:
+        if t["detect_s"]["prometheus"] is not None:
+            per.setdefault(t["service"], []).append(t["detect_s"]["prometheus"])
+    out["prometheus_p50_by_service"] = {k: round(pct(v, 50), 3) for k, v in sorted(per.items())}
     pr, vi = out["prometheus"], out["vitals"]
     if pr.get("p50") and vi.get("p50"):
         out["ratio_p50"] = round(pr["p50"] / vi["p50"], 2)
@@ -93,6 +100,16 @@ def why(summary: dict) -> str:
     return ((f"The notifier adds {seconds(share['p50'])} (median; max {seconds(share['max'])}) to the "
              "monitor's verdict. " if share else "")
             + f"Vitals' DOWN reasons: {reasons or 'none'}.")
+
+
+def by_service(summary: dict) -> str:
+    per = summary["prometheus_p50_by_service"]
+    if len(per) < 2:
+        return ""
+    return ("Each target's scrape phase against the evaluation is fixed for a run (Prometheus "
+            "spreads targets over the interval), so Prometheus's median differs by simulator "
+            "and moves between runs: " + ", ".join(f"{k} {seconds(v)}" for k, v in per.items())
+            + ".")
 
 
 def vitals_path(summary: dict) -> tuple[str, str]:
@@ -151,7 +168,7 @@ def write_doc(doc: Path, summary: dict, st: dict, when: str, load: tuple, comman
         *wrap("Where the time goes. Prometheus learns of the crash at its next probe (up to "
               "one scrape interval), the rule sees it at its next evaluation (up to one "
               "evaluation interval) and fires `for` after that; Alertmanager then sends at "
-              f"once. {how} The notifier then waits its route's group_wait_ms to batch what "
+              f"once. {by_service(summary)} {how} The notifier then waits its route's group_wait_ms to batch what "
               "fires together (`scripts/compare.sh --group-wait-ms 0` measures it without). "
               f"{caveat}".rstrip()),
         "",
