@@ -3,7 +3,6 @@
 //! Pure: no I/O and no clock reads (`now_ms` is an argument), so a property test can
 //! drive it. One task owns the engine; events come out in the order inputs went in.
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -169,6 +168,8 @@ struct Tracked {
     last_seen_ms: Option<u64>,
     instance: String,
     health_url: String,
+    /// `health_url` came from an accepted sample (not from KV): it passed the check.
+    url_checked: bool,
     instances: Instances,
     latest: Latest,
     window: Window,
@@ -300,6 +301,14 @@ impl Engine {
         skipped
     }
 
+    /// Whether `url` is `service`'s health URL from its last accepted sample, i.e. one
+    /// that passed the check (see [`vitals_protocol::sample::parse_sample_known`]).
+    pub fn checked_health_url(&self, service: &ServiceName, url: &str) -> bool {
+        self.services
+            .get(service)
+            .is_some_and(|t| t.url_checked && t.health_url == url)
+    }
+
     /// Applies one valid sample received at `now_ms`. Refuses a duplicate or replayed
     /// `seq`, a new service beyond the cap and a new instance beyond the instance cap;
     /// nothing else changes then. Returns how many samples of that instance were missed
@@ -310,29 +319,22 @@ impl Engine {
         now_ms: u64,
         out: &mut Vec<Event>,
     ) -> Result<u64, RefusalReason> {
-        let rules = match self.services.contains_key(&sample.service) {
-            true => None,
-            false if self.services.len() >= self.cfg.max_services => {
+        // One lookup for a known service (the hot path); a new one is inserted first.
+        if !self.services.contains_key(&sample.service) {
+            if self.services.len() >= self.cfg.max_services {
                 return Err(RefusalReason::ServiceCap);
             }
-            false => Some(self.rules_for(&sample.service)),
-        };
+            let rules = self.rules_for(&sample.service);
+            let t = Tracked::new(sample.service.clone(), rules, &self.cfg, now_ms);
+            self.services.insert(sample.service.clone(), t);
+        }
         let marker = Marker {
             silences: &self.silences,
             deps: &self.cfg.depends_on,
             down: &self.down,
         };
-        let t = match self.services.entry(sample.service.clone()) {
-            MapEntry::Occupied(e) => e.into_mut(),
-            MapEntry::Vacant(e) => {
-                let rules = rules.unwrap_or_else(|| self.cfg.defaults.clone());
-                e.insert(Tracked::new(
-                    sample.service.clone(),
-                    rules,
-                    &self.cfg,
-                    now_ms,
-                ))
-            }
+        let Some(t) = self.services.get_mut(&sample.service) else {
+            return Err(RefusalReason::ServiceCap);
         };
         let forget_after = self.cfg.window_ms;
         let missed = t.instances.check(
@@ -350,6 +352,7 @@ impl Engine {
         if t.health_url != sample.health_url {
             t.health_url.clone_from(&sample.health_url);
         }
+        t.url_checked = true;
         t.latest = Latest {
             cpu_pct: sample.cpu_pct,
             mem_pct: sample.mem_pct,
@@ -868,6 +871,7 @@ impl Tracked {
             last_seen_ms: None,
             instance: String::new(),
             health_url: String::new(),
+            url_checked: false,
             instances: Instances::default(),
             latest: Latest::default(),
             window: Window::new(cfg.window_ms, cfg.max_window_points, now_ms),
@@ -902,6 +906,12 @@ impl Tracked {
     ) -> bool {
         let mut changed = false;
         for (i, metric) in Metric::ALL.into_iter().enumerate() {
+            let rule = self.rules.threshold(metric);
+            // A disabled rule that is not firing has nothing to observe (Apdex is off by
+            // default): its figure, a pass over the window, is not computed per sample.
+            if !rule.enabled && !self.thresholds[i].firing {
+                continue;
+            }
             // A figure the source does not have (a probe's CPU) is not judged at all.
             let value = match metric {
                 Metric::Cpu => self.latest.cpu_pct,
@@ -915,7 +925,6 @@ impl Tracked {
                 Metric::Apdex => self.window.apdex(self.apdex_t_ms),
             };
             let Some(value) = value else { continue };
-            let rule = self.rules.threshold(metric);
             // The Apdex rule runs over the negated score; alerts carry the score itself.
             let (observed, threshold) = match metric {
                 Metric::Apdex => (-value, self.rules.apdex.fire_below),

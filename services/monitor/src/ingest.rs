@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vitals_protocol::{
-    ConnAdvisory, MonitorHeartbeat, Refusal, RefusalReason, Status, parse_sample, subjects,
-};
+use vitals_protocol::sample::parse_sample_known;
+use vitals_protocol::{ConnAdvisory, MonitorHeartbeat, Refusal, RefusalReason, Status, subjects};
 use vitals_runtime::loglimit::LogLimiter;
 use vitals_runtime::{Clock, ConnEvent};
 
@@ -203,7 +202,9 @@ impl Ingest {
         log: &mut RefusalLog,
     ) {
         let token = subjects::service_of_metrics(&msg.subject).unwrap_or("");
-        let outcome = parse_sample(token, &msg.payload).and_then(|sample| {
+        let engine = &self.engine;
+        let known = |service: &_, url: &str| engine.checked_health_url(service, url);
+        let outcome = parse_sample_known(token, &msg.payload, known).and_then(|sample| {
             self.engine
                 .on_sample(&sample, now, out)
                 .map_err(|reason| Refusal::new(reason, refusal_detail(reason)))
