@@ -32,6 +32,8 @@ echo "== dashboard end to end: real stack (spare ports), headless chromium; scre
 
 echo "== benchmark quick mode runs and writes well-formed output"
 scripts/bench-check.sh
+echo "== compare quick mode: Prometheus+Alertmanager and Vitals alert on every kill (invariants)"
+VITALS_PROFILE=debug scripts/compare.sh --quick
 
 # ---- stack config checks (docker-compose.yml, Dockerfiles, nats.conf; no container engine) ----
 echo "== stack config: nats-server -t, compose config + schema, ports/names/users, nginx proxy"
