@@ -141,8 +141,11 @@ fn d_true() -> bool {
 fn d_resend() -> u64 {
     60
 }
+/// Long enough to batch what one cause fires together (a host's services closing their
+/// connections land within milliseconds, a timeout's DOWNs in one tick), short enough not
+/// to undo the monitor's millisecond detection.
 fn d_group_wait() -> u64 {
-    1_000
+    100
 }
 fn d_repeat() -> u64 {
     4 * 3_600
@@ -333,7 +336,7 @@ mod tests {
         assert_eq!(ops.max_attempts, 30);
         assert_eq!(ops.timeout, Duration::from_secs(5));
         assert!(ops.send_resolved);
-        assert_eq!(r.routes[0].group_wait, Duration::from_secs(1));
+        assert_eq!(r.routes[0].group_wait, Duration::from_millis(100));
         assert_eq!(r.routes[0].repeat, Some(Duration::from_secs(14_400)));
         assert!(!r.routes[0].continue_);
     }
