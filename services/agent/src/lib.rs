@@ -149,24 +149,24 @@ async fn connect(
         &ConnName::format("agent", &id.service, &id.instance),
         &settings.nats_auth,
     )
-        .event_callback(move |event| {
-            let metrics = metrics.clone();
-            async move {
-                match event {
-                    Event::Connected => {
-                        metrics.nats_connected.set(1);
-                        tracing::info!("NATS connected");
-                    }
-                    Event::Disconnected => {
-                        metrics.nats_connected.set(0);
-                        tracing::warn!("NATS disconnected; reconnecting");
-                    }
-                    // One per failed reconnect attempt during an outage: not worth more.
-                    Event::ClientError(e) => tracing::debug!(error = %e, "NATS client error"),
-                    other => tracing::info!(event = %other, "NATS event"),
+    .event_callback(move |event| {
+        let metrics = metrics.clone();
+        async move {
+            match event {
+                Event::Connected => {
+                    metrics.nats_connected.set(1);
+                    tracing::info!("NATS connected");
                 }
+                Event::Disconnected => {
+                    metrics.nats_connected.set(0);
+                    tracing::warn!("NATS disconnected; reconnecting");
+                }
+                // One per failed reconnect attempt during an outage: not worth more.
+                Event::ClientError(e) => tracing::debug!(error = %e, "NATS client error"),
+                other => tracing::info!(event = %other, "NATS event"),
             }
-        });
+        }
+    });
     opts.connect(settings.nats_servers.clone())
         .await
         .context("connecting to NATS")

@@ -74,7 +74,8 @@ pub async fn run(
         .nats
         // `vitals:prober:*:<instance>`: the monitor knows it is a prober and never takes
         // the targets DOWN for the prober's own loss (the timeout still does, later).
-        .connect(&ConnName::format_many("prober", &settings.instance), |o| o).await?;
+        .connect(&ConnName::format_many("prober", &settings.instance), |o| o)
+        .await?;
     tracker.spawn(track_connection(conn, metrics.clone(), cancel.clone()));
     let ctx = Arc::new(Ctx {
         runner: Probes {

@@ -31,7 +31,10 @@ async fn only_the_monitor_sees_connections_open_and_close() -> Result<()> {
     let closed = next_within(&mut events, SOON).await?;
     assert_eq!(closed.subject.as_str(), "vitals.conn.disconnect");
     let advisory: Value = serde_json::from_slice(&closed.payload)?;
-    assert_eq!(advisory["client"]["name"], "vitals:simulator:billing:billing-1");
+    assert_eq!(
+        advisory["client"]["name"],
+        "vitals:simulator:billing:billing-1"
+    );
     assert_eq!(advisory["client"]["user"], "sim-billing");
     assert_eq!(advisory["client"]["acc"], "VITALS");
     assert_eq!(advisory["reason"], "Client Closed");
