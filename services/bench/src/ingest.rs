@@ -21,6 +21,9 @@ use crate::util::{monitor, names};
 /// The monitor's default `--max-services`: a larger run must raise it (and says so).
 pub const DEFAULT_MAX_SERVICES: usize = 20_000;
 
+/// In a service's first status change.
+const FIRST: &[u8] = b"\"previous\":\"UNKNOWN\"";
+
 #[derive(Debug, Serialize)]
 pub struct Ingest {
     pub services: usize,
@@ -60,10 +63,7 @@ pub async fn run(services: usize, rounds: u64) -> Result<Ingest> {
         while let Some(msg) = sub.next().await {
             // A service's first change (UNKNOWN -> HEALTHY), not a later DOWN.
             if msg.subject.as_str().starts_with("health.status.load-")
-                && msg
-                    .payload
-                    .windows(20)
-                    .any(|w| w == b"\"previous\":\"UNKNOWN")
+                && msg.payload.windows(FIRST.len()).any(|w| w == FIRST)
             {
                 seen.fetch_add(1, Ordering::Relaxed);
             }
