@@ -15,7 +15,7 @@ ok() { # jq expression, what it checks
 # Every invariant the bench computed holds (and there are some).
 ok '(.invariants | length) > 20 and all(.invariants[]; .ok)' "the bench's own invariants"
 # The same, independently from the raw figures.
-ok 'all(.ingest.runs[]; .lost == 0 and .counters.samples == .samples and .status_changes == .services
+ok 'all(.ingest.runs[]; .lost == 0 and .lost_in_all_trials == 0 and (.trials | length) >= 1 and .ratio_vs_raw > 0 and .counters.samples == .samples and .status_changes == .services
     and .counters.refused == 0 and .counters.slow_consumer_drops == 0 and .counters.samples_missed == 0
     and .counters.publish_drops == 0 and .counters.kv_write_errors == 0)' "ingest: every sample accepted, nothing dropped"
 ok 'all(.memory.sizes[]; .losses == 0)' "memory runs: nothing lost"

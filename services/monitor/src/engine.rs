@@ -88,6 +88,21 @@ impl Default for EngineConfig {
 
 pub const DEFAULT_RECONNECT_GRACE_MS: u64 = 500;
 
+/// Summaries a tick may emit: a quarter more than the fleet's share of the time since the
+/// last tick (and never fewer than a small fleet needs). Services started together would
+/// otherwise all be due on the same tick every interval, and that burst (encoding and
+/// publishing every summary at once) delays the status changes queued behind it; the
+/// cut spreads them over the ticks within a few intervals, each summary late by at most
+/// a tick.
+fn summary_budget(services: usize, since_last_tick_ms: u64, interval_ms: u64) -> usize {
+    const SMALL_FLEET: usize = 256;
+    let share = services as u64 * since_last_tick_ms * 5 / (interval_ms.max(1) * 4);
+    usize::try_from(share)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .max(SMALL_FLEET)
+}
+
 /// What retiring a service did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retired {
@@ -638,6 +653,11 @@ impl Engine {
         {
             self.forgive_silence(now_ms);
         }
+        let since_last_tick = self
+            .last_tick_ms
+            .map_or(self.cfg.summary_interval_ms, |last| {
+                now_ms.saturating_sub(last)
+            });
         self.last_tick_ms = Some(now_ms);
         self.retire_long_down(now_ms, out);
         if self.silence_boundary_ms.is_some_and(|b| now_ms >= b) {
@@ -663,11 +683,20 @@ impl Engine {
             now_ms,
             out,
         );
+        let mut budget = summary_budget(
+            self.services.len(),
+            since_last_tick,
+            self.cfg.summary_interval_ms,
+        );
         for t in self.services.values_mut() {
+            if budget == 0 {
+                break;
+            }
             let summary_allowed = t
                 .last_summary_ms
                 .is_none_or(|last| now_ms.saturating_sub(last) >= self.cfg.summary_interval_ms);
             if t.summary_due && summary_allowed {
+                budget -= 1;
                 t.summary_due = false;
                 t.last_summary_ms = Some(now_ms);
                 out.push(Event::Summary(t.summary(now_ms, &mut self.scratch)));
@@ -742,6 +771,14 @@ impl Engine {
 
     pub fn feed_stalled(&self) -> bool {
         self.feed_stalled
+    }
+
+    /// The monitor's own client dropped messages (it read too slowly): any service's
+    /// samples may be among them, so silence counts only from now. Not a grace: a service
+    /// that stays silent a full timeout after the last drop is DOWN, and connection losses
+    /// (their own subscription) are judged as before.
+    pub fn on_samples_dropped(&mut self, now_ms: u64) {
+        self.silence_epoch_ms = self.silence_epoch_ms.max(now_ms);
     }
 
     fn forgive_silence(&mut self, now_ms: u64) {

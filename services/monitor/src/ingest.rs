@@ -84,9 +84,11 @@ impl Ingest {
                     }
                     ConnEvent::SlowConsumer => {
                         self.metrics.slow_consumer_drops.inc();
+                        self.engine.on_samples_dropped(self.clock.now_ms());
                     }
                 },
                 _ = ticker.tick() => {
+                    let started = Instant::now();
                     let now = self.clock.now_ms();
                     let stalled = last_echo.is_some_and(|t| now.saturating_sub(t) > self.feed_stall.as_millis() as u64);
                     if stalled && !self.engine.feed_stalled() {
@@ -108,6 +110,7 @@ impl Ingest {
                         let hb = self.heartbeat(now, &mut heartbeat);
                         self.outbox.send(Outbound::Heartbeat(hb));
                     }
+                    self.metrics.tick_seconds.observe(started.elapsed().as_secs_f64());
                 }
                 Some(advisory) = inputs.conn_events.next() => {
                     let now = self.clock.now_ms();

@@ -86,6 +86,9 @@ pub struct Metrics {
     /// Time to judge one sample (parse, validate, evaluate), seconds: one observation per
     /// batch of samples taken from the subscription, the batch's average.
     pub eval_seconds: Histogram,
+    /// Time the ingest loop spends on one tick (silence, summaries, snapshot), seconds:
+    /// samples arriving meanwhile wait, so this bounds what a tick adds to latency.
+    pub tick_seconds: Histogram,
     /// Values in KV `vitals_silences` that were refused (invalid), by kind (silence, ack).
     pub silence_refusals: Family<ReasonLabel, Counter>,
     /// Silence and ack requests answered `ok: false`, by endpoint and reason.
@@ -132,6 +135,7 @@ impl Metrics {
             restart_repairs: Family::default(),
             http_server_failures: Counter::default(),
             eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 12)),
+            tick_seconds: Histogram::new(exponential_buckets(1e-5, 2.0, 16)),
             silence_refusals: Family::default(),
             silence_request_errors: Family::default(),
             ack_forget_errors: Counter::default(),
@@ -327,6 +331,11 @@ impl Metrics {
             "eval_seconds",
             "Time to judge one sample",
             m.eval_seconds.clone(),
+        );
+        registry.register(
+            "tick_seconds",
+            "Time the ingest loop spends on one tick",
+            m.tick_seconds.clone(),
         );
         for reason in ["silence", "ack"] {
             let _ = m.silence_refusals.get_or_create(&ReasonLabel { reason });

@@ -396,6 +396,76 @@ fn a_stalled_monitor_forgives_the_silence_it_slept_through() {
 }
 
 #[test]
+fn silence_after_the_monitors_own_drops_counts_from_the_last_drop() {
+    let mut e = engine();
+    run_healthy(&mut e, &["a", "b"], 0, 0, 5_000);
+    // Overload from 5 s: b's samples are all among the dropped ones, a's get through.
+    let mut ev = Vec::new();
+    let mut now = 5_000;
+    while now < 9_000 {
+        if now % 1000 == 0 {
+            ev.extend(feed(&mut e, &sample("a", now / 1000), now));
+            e.on_samples_dropped(now);
+        }
+        ev.extend(tick(&mut e, now));
+        now += 250;
+    }
+    assert!(
+        statuses(&ev).is_empty(),
+        "b's silence is the monitor's own loss"
+    );
+    // Drops stop at 8 s; b stays silent: DOWN a full timeout after the last drop.
+    ev.extend(run_healthy(&mut e, &["a"], 9, 9_000, 8_000 + T));
+    assert!(statuses(&ev).is_empty());
+    ev.extend(run_healthy(&mut e, &["a"], 20, 8_000 + T, 8_000 + T + 500));
+    assert_eq!(statuses(&ev), vec![(Status::Healthy, Status::Down)]);
+}
+
+#[test]
+fn a_fleet_started_together_spreads_its_summaries_over_the_ticks() {
+    let mut e = engine();
+    let names: Vec<String> = (0..4_000).map(|i| format!("s{i}")).collect();
+    let mut per_tick = Vec::new();
+    let mut last_summary: HashMap<String, u64> = HashMap::new();
+    let mut longest_gap = 0;
+    let mut now = 0;
+    while now < 20_000 {
+        if now % 1000 == 0 {
+            for name in &names {
+                feed(&mut e, &sample(name, now / 1000), now);
+            }
+        }
+        let summaries: Vec<String> = tick(&mut e, now)
+            .into_iter()
+            .filter_map(|x| match x {
+                Event::Summary(s) => Some(s.service.to_string()),
+                _ => None,
+            })
+            .collect();
+        for name in &summaries {
+            if let Some(prev) = last_summary.insert(name.clone(), now)
+                && now > 5_000
+            {
+                longest_gap = longest_gap.max(now - prev);
+            }
+        }
+        per_tick.push((now, summaries.len()));
+        now += 250;
+    }
+    // After a few intervals no tick carries much more than its quarter of the fleet...
+    let settled_max = per_tick
+        .iter()
+        .filter(|(t, _)| *t > 5_000)
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap();
+    assert!(settled_max <= 1_251, "{per_tick:?}");
+    // ...and every service still gets a summary each interval, at most a tick late.
+    assert!(longest_gap <= 1_250, "longest gap {longest_gap} ms");
+    assert_eq!(last_summary.len(), names.len());
+}
+
+#[test]
 fn duplicates_and_replays_are_refused_without_effect() {
     let mut e = engine();
     let mut out = Vec::new();
